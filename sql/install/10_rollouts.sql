@@ -1,0 +1,98 @@
+--
+-- Agents and rollouts
+--
+
+CREATE FUNCTION canary_register_agent(agent_id text, version text,
+									  organization_id text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'canary_register_agent'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION canary_register_agent(text, text, text) IS
+'Register an agent with its stable version, or update them';
+
+CREATE FUNCTION canary_create(
+	agent_id text,
+	canary_version text,
+	stages numeric[] DEFAULT '{5,25,50,75,100}',
+	stage_duration interval DEFAULT '30 minutes',
+	min_samples integer DEFAULT 100,
+	success_rate_ratio double precision DEFAULT 0.95,
+	p95_latency_ratio double precision DEFAULT 1.10,
+	max_error_rate double precision DEFAULT 0.02,
+	organization_id text DEFAULT NULL,
+	created_by text DEFAULT NULL)
+RETURNS uuid
+AS 'MODULE_PATHNAME', 'canary_create'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION canary_create(text, text, numeric[], interval, integer,
+	double precision, double precision, double precision, text, text) IS
+'Create a pending rollout of a canary version of an agent; returns its id';
+
+CREATE FUNCTION canary_start(id uuid, at timestamptz DEFAULT pg_catalog.now())
+RETURNS void
+AS 'MODULE_PATHNAME', 'canary_start'
+LANGUAGE C VOLATILE PARALLEL UNSAFE
+SET search_path = pg_catalog, pg_temp;
+COMMENT ON FUNCTION canary_start(uuid, timestamptz) IS
+'Start a pending rollout at its first stage';
+
+--
+-- Routing
+--
+
+CREATE FUNCTION canary_route(agent_id text, request_id text,
+							 user_id text DEFAULT NULL,
+							 OUT version text, OUT is_canary boolean)
+RETURNS record
+AS 'MODULE_PATHNAME', 'canary_route'
+LANGUAGE C STABLE PARALLEL SAFE;
+COMMENT ON FUNCTION canary_route(text, text, text) IS
+'Return the version that serves a request, and whether it is the canary';
+
+CREATE FUNCTION canary_bucket(deployment_id uuid, key text)
+RETURNS integer
+AS 'MODULE_PATHNAME', 'canary_bucket'
+LANGUAGE C IMMUTABLE STRICT PARALLEL SAFE;
+COMMENT ON FUNCTION canary_bucket(uuid, text) IS
+'Routing bucket in [0, 10000) of a key under a rollout';
+
+CREATE FUNCTION canary.routing_invalidate()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'canary_routing_invalidate_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION canary.routing_invalidate() IS
+'Trigger that makes every backend drop its cached routing after a change commits';
+
+CREATE TRIGGER routing_invalidate
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON canary.agents
+	FOR EACH STATEMENT EXECUTE FUNCTION canary.routing_invalidate();
+CREATE TRIGGER routing_invalidate
+	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON canary.deployments
+	FOR EACH STATEMENT EXECUTE FUNCTION canary.routing_invalidate();
+
+--
+-- Notifications
+--
+
+CREATE FUNCTION canary.notify_rollout_change()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'canary_notify_rollout_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION canary.notify_rollout_change() IS
+'Trigger that notifies channel canary of a rollout''s status, stage or percentage change';
+
+CREATE FUNCTION canary.notify_agent_change()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'canary_notify_agent_trigger'
+LANGUAGE C;
+COMMENT ON FUNCTION canary.notify_agent_change() IS
+'Trigger that notifies channel canary of an agent''s stable version change';
+
+CREATE TRIGGER notify_rollout_change
+	AFTER INSERT OR UPDATE ON canary.deployments
+	FOR EACH ROW EXECUTE FUNCTION canary.notify_rollout_change();
+CREATE TRIGGER notify_agent_change
+	AFTER INSERT OR UPDATE ON canary.agents
+	FOR EACH ROW EXECUTE FUNCTION canary.notify_agent_change();

@@ -1,0 +1,28 @@
+/*-------------------------------------------------------------------------
+ *
+ * canary.h
+ *		Settings and limits shared by the canary extension's source files.
+ *
+ * src/canary.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CANARY_H
+#define CANARY_H
+
+/* Longest agent id in bytes; canary.agents enforces the same limit. */
+#define CANARY_AGENT_ID_MAXLEN 255
+
+/* Number of routing buckets: a bucket is a value in [0, 10000). */
+#define CANARY_BUCKETS 10000
+
+/* Name of the schema that holds canary's tables, views and types. */
+#define CANARY_SCHEMA "canary"
+
+/* search_path that SQL run by canary's C functions executes under. */
+#define CANARY_SAFE_SEARCH_PATH "pg_catalog, pg_temp"
+
+extern void canary_run_with_safe_search_path_begin(int *nest_level);
+extern void canary_run_with_safe_search_path_end(int nest_level);
+
+#endif							/* CANARY_H */
