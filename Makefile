@@ -6,6 +6,7 @@ EXTVERSION = 1.0
 
 OBJS = \
 	src/canary.o \
+	src/metrics.o \
 	src/notify.o \
 	src/rollout.o \
 	src/routing.o \

@@ -18,14 +18,17 @@
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
+#include "lib/stringinfo.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/fmgrprotos.h"
+#include "utils/jsonb.h"
 #include "utils/numeric.h"
 #include "utils/timestamp.h"
 #include "utils/uuid.h"
 
 #include "canary.h"
+#include "metrics.h"
 #include "rollout.h"
 #include "spi_helpers.h"
 
@@ -180,7 +183,7 @@ reject_active_rollout(Datum agent_id)
 						TextDatumGetCString(agent_id)),
 				 errdetail("Rollout %s is %s.", canary_spi_get_text(0, 1),
 						   canary_spi_get_text(0, 2)),
-				 errhint("Promote or roll back that rollout first.")));
+				 errhint("Promote or roll back that rollout first, or pass supersede => true to replace it.")));
 }
 
 /*
@@ -243,6 +246,301 @@ canary_register_agent(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/* Columns of canary.deployments filled from canary_create's arguments. */
+typedef struct CreateColumn
+{
+	const char *column;
+	Oid			type;
+	int			argno;			/* argument number, or -1 when computed */
+} CreateColumn;
+
+static const CreateColumn create_columns[] = {
+	{"organization_id", TEXTOID, 8},
+	{"agent_id", TEXTOID, 0},
+	{"baseline_version", TEXTOID, -1},
+	{"canary_version", TEXTOID, 1},
+	{"stages", NUMERICARRAYOID, 2},
+	{"stage_duration", INTERVALOID, 3},
+	{"min_samples", INT4OID, 4},
+	{"success_rate_ratio", FLOAT8OID, 5},
+	{"p95_latency_ratio", FLOAT8OID, 6},
+	{"max_error_rate", FLOAT8OID, 7},
+	{"created_by", TEXTOID, 9},
+	{"evaluation_window", INTERVALOID, 10},
+	{"warmup", INTERVALOID, 11},
+	{"success_statuses", TEXTARRAYOID, 12},
+	{"error_statuses", TEXTARRAYOID, 13},
+	{"metrics", JSONBOID, 14},
+	{"analysis", TEXTOID, 15},
+	{"alpha", FLOAT8OID, 16},
+	{"failure_threshold", INT4OID, 17},
+	{"max_stage_failures", INT4OID, 18},
+	{"rollback_on_hard_limit", BOOLOID, 19},
+	{"nodata_deadline", INTERVALOID, 20},
+	{"nodata_action", TEXTOID, 21},
+	{"inconclusive_action", TEXTOID, 22},
+	{"approval_stages", INT4ARRAYOID, 23},
+	{"bake_time", INTERVALOID, 24},
+};
+
+#define CREATE_COLUMN_COUNT lengthof(create_columns)
+
+/* canary_create's argument numbers that may be NULL. */
+#define ARG_ORGANIZATION_ID 8
+#define ARG_CREATED_BY 9
+#define ARG_SUPERSEDE 25
+
+/* Names of canary_create's arguments, for messages about NULLs. */
+static const char *const create_argument_names[] = {
+	"agent_id", "canary_version", "stages", "stage_duration", "min_samples",
+	"success_rate_ratio", "p95_latency_ratio", "max_error_rate",
+	"organization_id", "created_by", "evaluation_window", "warmup",
+	"success_statuses", "error_statuses", "metrics", "analysis", "alpha",
+	"failure_threshold", "max_stage_failures", "rollback_on_hard_limit",
+	"nodata_deadline", "nodata_action", "inconclusive_action",
+	"approval_stages", "bake_time", "supersede"
+};
+
+/*
+ * Check that an interval is not negative.
+ */
+static void
+validate_nonnegative_duration(const char *name, Interval *duration)
+{
+	Interval	zero = {0};
+
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp,
+										  IntervalPGetDatum(duration),
+										  IntervalPGetDatum(&zero))) < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s %s is negative", name,
+						DatumGetCString(DirectFunctionCall1(interval_out,
+															IntervalPGetDatum(duration)))),
+				 errhint("Give zero or a positive interval.")));
+}
+
+/*
+ * Check a text setting against its allowed values.
+ */
+static void
+validate_choice(const char *name, text *value, const char *const *choices,
+				const char *hint)
+{
+	char	   *str = text_to_cstring(value);
+
+	for (int i = 0; choices[i] != NULL; i++)
+		if (strcmp(str, choices[i]) == 0)
+			return;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unrecognized %s \"%s\"", name, str),
+			 errhint("%s", hint)));
+}
+
+/*
+ * Check a status list: one-dimensional, no NULL or empty element, and none
+ * in common with other (when given).  Returns the number of elements.
+ */
+static int
+validate_status_list(const char *name, ArrayType *statuses, ArrayType *other)
+{
+	Datum	   *values;
+	bool	   *nulls;
+	int			count;
+	Datum	   *other_values = NULL;
+	int			other_count = 0;
+
+	if (ARR_NDIM(statuses) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s must be a one-dimensional array", name)));
+	deconstruct_array(statuses, TEXTOID, -1, false, TYPALIGN_INT,
+					  &values, &nulls, &count);
+	if (other != NULL)
+		deconstruct_array(other, TEXTOID, -1, false, TYPALIGN_INT,
+						  &other_values, NULL, &other_count);
+
+	for (int i = 0; i < count; i++)
+	{
+		char	   *status;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("%s must not contain nulls", name)));
+		status = TextDatumGetCString(values[i]);
+		if (status[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s must not contain an empty status", name)));
+		for (int j = 0; j < other_count; j++)
+			if (other_values[j] != (Datum) 0 &&
+				strcmp(status, TextDatumGetCString(other_values[j])) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("status \"%s\" is both a success and an error status",
+								status),
+						 errhint("Each status counts either as success or as error.")));
+	}
+	return count;
+}
+
+/*
+ * Check the stage numbers that wait for approval: each within the stage list.
+ */
+static void
+validate_approval_stages(ArrayType *approval_stages, int stage_count)
+{
+	Datum	   *values;
+	bool	   *nulls;
+	int			count;
+
+	deconstruct_array(approval_stages, INT4OID, 4, true, TYPALIGN_INT,
+					  &values, &nulls, &count);
+	for (int i = 0; i < count; i++)
+	{
+		int32		stage;
+
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("approval_stages must not contain nulls")));
+		stage = DatumGetInt32(values[i]);
+		if (stage < 1 || stage > stage_count)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("approval stage %d is out of range", stage),
+					 errhint("Stages are numbered from 1 to %d.", stage_count)));
+	}
+}
+
+/*
+ * Check every argument of canary_create except the agent, whose checks need
+ * the agent's row.
+ */
+static void
+validate_create_arguments(FunctionCallInfo fcinfo)
+{
+	static const char *const analyses[] = {"sequential", "threshold", NULL};
+	static const char *const nodata_actions[] = {"pause", "rollback", NULL};
+	static const char *const inconclusive_actions[] = {"pause", "continue", "rollback", NULL};
+	ArrayType  *stages;
+	int32		value;
+
+	for (int i = 0; i < (int) lengthof(create_argument_names); i++)
+		if (i != ARG_ORGANIZATION_ID && i != ARG_CREATED_BY)
+			CANARY_REQUIRE_ARG(fcinfo, i, create_argument_names[i]);
+
+	if (VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(1)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("canary version must not be empty")));
+	stages = PG_GETARG_ARRAYTYPE_P(2);
+	validate_stages(stages);
+	validate_duration("stage duration", PG_GETARG_INTERVAL_P(3));
+
+	value = PG_GETARG_INT32(4);
+	if (value < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("minimum samples %d is out of range", value),
+				 errhint("Each stage needs at least 1 canary sample.")));
+	validate_range("success rate ratio", PG_GETARG_FLOAT8(5), 0.0, true, 1.0,
+				   "The canary's success rate must be at least this fraction of the baseline's: give a value greater than 0 and at most 1.");
+	validate_range("p95 latency ratio", PG_GETARG_FLOAT8(6), 1.0, false, 1000.0,
+				   "The canary's p95 latency may be at most this multiple of the baseline's: give a value from 1 to 1000.");
+	validate_range("maximum error rate", PG_GETARG_FLOAT8(7), 0.0, false, 1.0,
+				   "Give the largest tolerated canary error rate as a fraction from 0 to 1.");
+
+	validate_duration("evaluation window", PG_GETARG_INTERVAL_P(10));
+	validate_nonnegative_duration("warmup", PG_GETARG_INTERVAL_P(11));
+	if (validate_status_list("success_statuses", PG_GETARG_ARRAYTYPE_P(12), NULL) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("success_statuses must not be empty"),
+				 errhint("Name at least one status that counts as success, for example 'success'.")));
+	validate_status_list("error_statuses", PG_GETARG_ARRAYTYPE_P(13),
+						 PG_GETARG_ARRAYTYPE_P(12));
+	canary_metrics_validate_config(PG_GETARG_JSONB_P(14));
+
+	validate_choice("analysis", PG_GETARG_TEXT_PP(15), analyses,
+					"Use 'sequential' or 'threshold'.");
+	validate_range("alpha", PG_GETARG_FLOAT8(16), 0.0, true, 0.5,
+				   "Give the tolerated probability of rolling back a healthy canary, greater than 0 and at most 0.5.");
+	value = PG_GETARG_INT32(17);
+	if (value < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("failure threshold %d is out of range", value),
+				 errhint("Give the number of consecutive unhealthy evaluations that roll back, at least 1.")));
+	value = PG_GETARG_INT32(18);
+	if (value < 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("maximum stage failures %d is out of range", value),
+				 errhint("Give the number of unhealthy evaluations in one stage that roll back, at least 1.")));
+	validate_duration("no-data deadline", PG_GETARG_INTERVAL_P(20));
+	validate_choice("no-data action", PG_GETARG_TEXT_PP(21), nodata_actions,
+					"Use 'pause' or 'rollback'.");
+	validate_choice("inconclusive action", PG_GETARG_TEXT_PP(22),
+					inconclusive_actions,
+					"Use 'pause', 'continue' or 'rollback'.");
+	validate_approval_stages(PG_GETARG_ARRAYTYPE_P(23),
+							 ArrayGetNItems(ARR_NDIM(stages), ARR_DIMS(stages)));
+	validate_nonnegative_duration("bake time", PG_GETARG_INTERVAL_P(24));
+}
+
+/*
+ * End the agent's active rollout so a new one can start: its status becomes
+ * superseded and its traffic returns to the baseline.  The caller holds the
+ * agent's row lock.
+ */
+static void
+supersede_active_rollout(Datum agent_id)
+{
+	Oid			argtypes[1] = {TEXTOID};
+
+	canary_spi_execute("UPDATE canary.deployments SET status = 'superseded', "
+					   "current_percentage = 0, completed_at = now(), "
+					   "updated_at = now(), "
+					   "status_reason = 'superseded by a new rollout' "
+					   "WHERE agent_id = $1 "
+					   "AND status IN ('pending', 'running', 'paused')",
+					   1, argtypes, &agent_id, NULL, SPI_OK_UPDATE, 0);
+}
+
+/*
+ * Build the INSERT statement for canary.deployments from create_columns.
+ */
+static char *
+build_create_statement(void)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "INSERT INTO canary.deployments (");
+	for (int i = 0; i < (int) CREATE_COLUMN_COUNT; i++)
+		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", create_columns[i].column);
+	appendStringInfoString(&sql, ") VALUES (");
+	for (int i = 0; i < (int) CREATE_COLUMN_COUNT; i++)
+	{
+		const char *column = create_columns[i].column;
+
+		if (i > 0)
+			appendStringInfoString(&sql, ", ");
+		if (strcmp(column, "organization_id") == 0)
+			appendStringInfo(&sql, "coalesce($%d, (SELECT organization_id "
+							 "FROM canary.agents WHERE agent_id = $2))", i + 1);
+		else if (strcmp(column, "created_by") == 0)
+			appendStringInfo(&sql, "coalesce($%d, current_user)", i + 1);
+		else
+			appendStringInfo(&sql, "$%d", i + 1);
+	}
+	appendStringInfoString(&sql, ") RETURNING id");
+	return sql.data;
+}
+
 /*
  * SQL function canary_create(agent_id, canary_version, ...settings):
  * validates every setting and creates a pending rollout.  Returns its id.
@@ -251,45 +549,17 @@ PG_FUNCTION_INFO_V1(canary_create);
 Datum
 canary_create(PG_FUNCTION_ARGS)
 {
-	Oid			argtypes[11] = {TEXTOID, TEXTOID, TEXTOID, TEXTOID,
-		NUMERICARRAYOID, INTERVALOID, INT4OID, FLOAT8OID, FLOAT8OID,
-	FLOAT8OID, TEXTOID};
-	Datum		values[11];
-	bool		isnull[11] = {0};
+	Oid			argtypes[CREATE_COLUMN_COUNT];
+	Datum		values[CREATE_COLUMN_COUNT];
+	bool		isnull[CREATE_COLUMN_COUNT];
 	char	   *canary_version;
 	char	   *baseline_version;
-	int32		min_samples;
 	pg_uuid_t  *result;
+	bool		result_isnull;
 
 	/* Check the arguments. */
-	CANARY_REQUIRE_ARG(fcinfo, 0, "agent id");
-	CANARY_REQUIRE_ARG(fcinfo, 1, "canary version");
-	CANARY_REQUIRE_ARG(fcinfo, 2, "stage list");
-	CANARY_REQUIRE_ARG(fcinfo, 3, "stage duration");
-	CANARY_REQUIRE_ARG(fcinfo, 4, "minimum samples");
-	CANARY_REQUIRE_ARG(fcinfo, 5, "success rate ratio");
-	CANARY_REQUIRE_ARG(fcinfo, 6, "p95 latency ratio");
-	CANARY_REQUIRE_ARG(fcinfo, 7, "maximum error rate");
-
+	validate_create_arguments(fcinfo);
 	canary_version = text_to_cstring(PG_GETARG_TEXT_PP(1));
-	if (canary_version[0] == '\0')
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("canary version must not be empty")));
-	validate_stages(PG_GETARG_ARRAYTYPE_P(2));
-	validate_duration("stage duration", PG_GETARG_INTERVAL_P(3));
-	min_samples = PG_GETARG_INT32(4);
-	if (min_samples < 1)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("minimum samples %d is out of range", min_samples),
-				 errhint("Each stage needs at least 1 canary sample.")));
-	validate_range("success rate ratio", PG_GETARG_FLOAT8(5), 0.0, true, 1.0,
-				   "The canary's success rate must be at least this fraction of the baseline's: give a value greater than 0 and at most 1.");
-	validate_range("p95 latency ratio", PG_GETARG_FLOAT8(6), 1.0, false, 1000.0,
-				   "The canary's p95 latency may be at most this multiple of the baseline's: give a value from 1 to 1000.");
-	validate_range("maximum error rate", PG_GETARG_FLOAT8(7), 0.0, false, 1.0,
-				   "Give the largest tolerated canary error rate as a fraction from 0 to 1.");
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -302,30 +572,33 @@ canary_create(PG_FUNCTION_ARGS)
 				 errmsg("canary version \"%s\" is already the stable version of agent \"%s\"",
 						canary_version, text_to_cstring(PG_GETARG_TEXT_PP(0))),
 				 errhint("Give the new version that should replace the stable one.")));
-	reject_active_rollout(PG_GETARG_DATUM(0));
+	if (PG_GETARG_BOOL(ARG_SUPERSEDE))
+		supersede_active_rollout(PG_GETARG_DATUM(0));
+	else
+		reject_active_rollout(PG_GETARG_DATUM(0));
 
 	/* Insert the rollout. */
-	values[0] = PG_ARGISNULL(8) ? (Datum) 0 : PG_GETARG_DATUM(8);
-	isnull[0] = PG_ARGISNULL(8);
-	values[1] = PG_GETARG_DATUM(0);
-	values[2] = CStringGetTextDatum(baseline_version);
-	values[3] = PG_GETARG_DATUM(1);
-	for (int i = 2; i <= 7; i++)
-		values[i + 2] = PG_GETARG_DATUM(i);
-	values[10] = PG_ARGISNULL(9) ? (Datum) 0 : PG_GETARG_DATUM(9);
-	isnull[10] = PG_ARGISNULL(9);
+	for (int i = 0; i < (int) CREATE_COLUMN_COUNT; i++)
+	{
+		int			argno = create_columns[i].argno;
 
-	canary_spi_execute("INSERT INTO canary.deployments "
-					   "(organization_id, agent_id, baseline_version, canary_version, "
-					   "stages, stage_duration, min_samples, success_rate_ratio, "
-					   "p95_latency_ratio, max_error_rate, created_by) "
-					   "VALUES (coalesce($1, (SELECT organization_id FROM canary.agents "
-					   "WHERE agent_id = $2)), $2, $3, $4, $5, $6, $7, $8, $9, $10, "
-					   "coalesce($11, current_user)) RETURNING id",
-					   11, argtypes, values, isnull, SPI_OK_INSERT_RETURNING, 1);
+		argtypes[i] = create_columns[i].type;
+		if (argno < 0)
+		{
+			values[i] = CStringGetTextDatum(baseline_version);
+			isnull[i] = false;
+		}
+		else
+		{
+			isnull[i] = PG_ARGISNULL(argno);
+			values[i] = isnull[i] ? (Datum) 0 : PG_GETARG_DATUM(argno);
+		}
+	}
+	canary_spi_execute(build_create_statement(), CREATE_COLUMN_COUNT,
+					   argtypes, values, isnull, SPI_OK_INSERT_RETURNING, 1);
 
 	result = (pg_uuid_t *) SPI_palloc(sizeof(pg_uuid_t));
-	memcpy(result, DatumGetUUIDP(canary_spi_get(0, 1, &isnull[0])),
+	memcpy(result, DatumGetUUIDP(canary_spi_get(0, 1, &result_isnull)),
 		   sizeof(pg_uuid_t));
 	SPI_finish();
 	PG_RETURN_UUID_P(result);

@@ -49,6 +49,22 @@ CREATE TABLE canary.deployments (
 	success_rate_ratio double precision NOT NULL,
 	p95_latency_ratio double precision NOT NULL,
 	max_error_rate double precision NOT NULL,
+	evaluation_window interval NOT NULL,
+	warmup interval NOT NULL,
+	success_statuses text[] NOT NULL,
+	error_statuses text[] NOT NULL,
+	metrics jsonb NOT NULL,
+	analysis text NOT NULL CHECK (analysis IN ('sequential', 'threshold')),
+	alpha double precision NOT NULL,
+	failure_threshold integer NOT NULL,
+	max_stage_failures integer NOT NULL,
+	rollback_on_hard_limit boolean NOT NULL,
+	nodata_deadline interval NOT NULL,
+	nodata_action text NOT NULL CHECK (nodata_action IN ('pause', 'rollback')),
+	inconclusive_action text NOT NULL
+		CHECK (inconclusive_action IN ('pause', 'continue', 'rollback')),
+	approval_stages integer[] NOT NULL,
+	bake_time interval NOT NULL,
 	status_reason text,
 	created_by text NOT NULL DEFAULT current_user,
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
@@ -63,6 +79,19 @@ CREATE TABLE canary.deployments (
 COMMENT ON TABLE canary.deployments IS 'Rollouts of a canary version of an agent, one row per rollout';
 COMMENT ON COLUMN canary.deployments.stages IS 'Traffic percentage of each stage, strictly increasing';
 COMMENT ON COLUMN canary.deployments.current_stage IS 'Stage number counted from 1; 0 before the rollout starts';
+COMMENT ON COLUMN canary.deployments.evaluation_window IS 'Span of execution log rows that one evaluation reads, ending at the evaluation time';
+COMMENT ON COLUMN canary.deployments.warmup IS 'Delay after a stage starts before its rows count toward the stage''s verdict';
+COMMENT ON COLUMN canary.deployments.success_statuses IS 'Execution statuses that count as success';
+COMMENT ON COLUMN canary.deployments.error_statuses IS 'Execution statuses that count as errors; any other status is counted as unrecognized';
+COMMENT ON COLUMN canary.deployments.metrics IS 'Extra numeric columns of the execution log to compare, with direction, tolerance and flags';
+COMMENT ON COLUMN canary.deployments.analysis IS 'Judge: sequential (error-controlled over repeated looks) or threshold (fixed limits only)';
+COMMENT ON COLUMN canary.deployments.alpha IS 'Largest probability of rolling back a healthy canary over the whole rollout';
+COMMENT ON COLUMN canary.deployments.failure_threshold IS 'Consecutive unhealthy evaluations that roll the rollout back';
+COMMENT ON COLUMN canary.deployments.max_stage_failures IS 'Unhealthy evaluations within one stage, consecutive or not, that roll the rollout back';
+COMMENT ON COLUMN canary.deployments.rollback_on_hard_limit IS 'Roll back at the first breach of a fixed threshold, whatever failure_threshold says';
+COMMENT ON COLUMN canary.deployments.nodata_deadline IS 'Time a stage may lack the minimum samples before nodata_action applies';
+COMMENT ON COLUMN canary.deployments.approval_stages IS 'Stage numbers that wait for canary_approve() before they start';
+COMMENT ON COLUMN canary.deployments.bake_time IS 'Time the canary serves all traffic under watch after the last stage, before promotion';
 
 -- At most one active rollout per agent.
 CREATE UNIQUE INDEX deployments_one_active_per_agent

@@ -21,13 +21,32 @@ CREATE FUNCTION canary_create(
 	p95_latency_ratio double precision DEFAULT 1.10,
 	max_error_rate double precision DEFAULT 0.02,
 	organization_id text DEFAULT NULL,
-	created_by text DEFAULT NULL)
+	created_by text DEFAULT NULL,
+	evaluation_window interval DEFAULT '10 minutes',
+	warmup interval DEFAULT '0',
+	success_statuses text[] DEFAULT '{success}',
+	error_statuses text[] DEFAULT '{failed,error,timeout}',
+	metrics jsonb DEFAULT '[]',
+	analysis text DEFAULT 'threshold',
+	alpha double precision DEFAULT 0.01,
+	failure_threshold integer DEFAULT 1,
+	max_stage_failures integer DEFAULT 3,
+	rollback_on_hard_limit boolean DEFAULT false,
+	nodata_deadline interval DEFAULT '1 hour',
+	nodata_action text DEFAULT 'pause',
+	inconclusive_action text DEFAULT 'pause',
+	approval_stages integer[] DEFAULT '{}',
+	bake_time interval DEFAULT '0',
+	supersede boolean DEFAULT false)
 RETURNS uuid
 AS 'MODULE_PATHNAME', 'canary_create'
 LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION canary_create(text, text, numeric[], interval, integer,
-	double precision, double precision, double precision, text, text) IS
+	double precision, double precision, double precision, text, text,
+	interval, interval, text[], text[], jsonb, text, double precision,
+	integer, integer, boolean, interval, text, text, integer[], interval,
+	boolean) IS
 'Create a pending rollout of a canary version of an agent; returns its id';
 
 CREATE FUNCTION canary_start(id uuid, at timestamptz DEFAULT pg_catalog.now())
