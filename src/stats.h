@@ -1,0 +1,81 @@
+/*-------------------------------------------------------------------------
+ *
+ * stats.h
+ *	  Statistical tests that compare a canary with its baseline.
+ *
+ * The functions declared here keep no state and read no catalogs, so the
+ * metrics and evaluation code can call them on plain C arrays.  Samples must
+ * contain only finite values, which the SQL wrappers in stats.c check before
+ * calling in.
+ *
+ * src/stats.h
+ *
+ *-------------------------------------------------------------------------
+ */
+#ifndef CANARY_STATS_H
+#define CANARY_STATS_H
+
+/*
+ * Alternative hypothesis of a test.  "Greater" means that the canary values
+ * (latencies, error rates) tend to be larger than the baseline values.
+ */
+typedef enum CanaryAlternative
+{
+	CANARY_ALT_TWO_SIDED,
+	CANARY_ALT_GREATER,
+	CANARY_ALT_LESS
+} CanaryAlternative;
+
+/*
+ * The exact Mann-Whitney p-value is computed only when both samples have
+ * fewer values than this and no value occurs twice, the rule R's
+ * wilcox.test applies by default.
+ */
+#define CANARY_STATS_EXACT_MAX_SAMPLE 50
+
+/* Result of the Mann-Whitney U test */
+typedef struct CanaryMannWhitney
+{
+	double		u;				/* pairs with canary > baseline, ties 1/2 */
+	double		z;				/* continuity-corrected normal deviate */
+	double		p_value;		/* normal approximation, tie-corrected */
+	bool		has_exact;		/* whether p_exact was computed */
+	double		p_exact;		/* p-value from the exact null distribution */
+} CanaryMannWhitney;
+
+extern CanaryAlternative canary_stats_parse_alternative(const char *text);
+extern const char *canary_stats_alternative_name(CanaryAlternative alt);
+
+extern double canary_stats_normal_cdf(double x);
+extern double canary_stats_normal_sf(double x);
+extern double canary_stats_normal_quantile(double p);
+extern double canary_stats_chi_square_sf(double x, int df);
+
+extern double canary_stats_percentile_sorted(const double *sorted, int n,
+											 double fraction);
+
+extern void canary_stats_mann_whitney(const double *canary, int n_canary,
+									  const double *baseline, int n_baseline,
+									  CanaryAlternative alt,
+									  CanaryMannWhitney *result);
+extern double canary_stats_hodges_lehmann(const double *canary, int n_canary,
+										  const double *baseline,
+										  int n_baseline);
+
+extern void canary_stats_check_counts(int64 canary_errors,
+									  int64 canary_requests,
+									  int64 baseline_errors,
+									  int64 baseline_requests);
+extern double canary_stats_fisher_exact(int64 canary_errors,
+										int64 canary_requests,
+										int64 baseline_errors,
+										int64 baseline_requests,
+										CanaryAlternative alt);
+extern void canary_stats_two_proportion_z(int64 canary_errors,
+										  int64 canary_requests,
+										  int64 baseline_errors,
+										  int64 baseline_requests,
+										  CanaryAlternative alt,
+										  double *z, double *p_value);
+
+#endif							/* CANARY_STATS_H */
