@@ -4,25 +4,1599 @@
  *		Read an evaluation window from the execution log and compare the
  *		canary with the baseline.
  *
+ * Applications write one row per agent execution into the execution log
+ * table named by canary.execution_log_table.  A collection reads the rows of
+ * the baseline and of the canary version in the window (start, end].  The
+ * end is the evaluation time.  The start is end minus the window, moved up
+ * to stage start plus warmup while the rollout is running or paused.  Each
+ * version is read by its own index range scan on (agent_id, version,
+ * "timestamp"), so the cost grows with the rows in the window and not with
+ * the table.
+ *
+ * Counts, rates and means are exact.  Each numeric column keeps at most
+ * CANARY_METRICS_MAX_SAMPLE values per version; above that a reservoir with
+ * a fixed seed keeps a uniform sample, so percentiles and tests are
+ * reproducible, and the result says that it was sampled.  The raw values
+ * live in a short-lived memory context that is deleted after each
+ * collection.
+ *
+ * A collection stores one canary.metrics row and returns its figures in a
+ * CanaryMetricsSummary.  The verdict is nodata while the canary or the
+ * baseline has fewer than min_samples requests, fail when a hard limit is
+ * broken or a metric is significantly worse beyond its tolerance, and pass
+ * otherwise.
+ *
  * src/metrics.c
  *
  *-------------------------------------------------------------------------
  */
 #include "postgres.h"
 
-#include "utils/jsonb.h"
+#include <math.h>
 
+#include "catalog/namespace.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_type.h"
+#include "common/pg_prng.h"
+#include "executor/spi.h"
+#include "fmgr.h"
+#include "lib/stringinfo.h"
+#include "nodes/makefuncs.h"
+#include "nodes/pg_list.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/datum.h"
+#include "utils/float.h"
+#include "utils/guc.h"
+#include "utils/json.h"
+#include "utils/jsonb.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/numeric.h"
+#include "utils/timestamp.h"
+#include "utils/uuid.h"
+#include "utils/varlena.h"
+
+#include "canary.h"
 #include "metrics.h"
+#include "rollout.h"
+#include "spi_helpers.h"
+#include "stats.h"
+
+/* Maximum number of extra metrics a rollout may compare. */
+#define CANARY_METRICS_MAX_EXTRA 16
+
+/* Maximum number of values of one numeric column kept per version. */
+#define CANARY_METRICS_MAX_SAMPLE 10000
+
+/* p-value below which the observed traffic split counts as a mismatch. */
+#define SAMPLE_RATIO_ALPHA 0.001
+
+/* Seed of the reservoir sample, fixed so that a collection is repeatable. */
+#define RESERVOIR_SEED UINT64CONST(0x63616e617279)
+
+/* Rows fetched from the execution log cursor at a time. */
+#define FETCH_BATCH 1000
+
+/* Execution log table; see canary.c for the setting's definition. */
+char	   *canary_execution_log_table = NULL;
+
+/* One extra metric of a rollout's metrics setting. */
+typedef struct MetricConfig
+{
+	char	   *column;
+	bool		decrease_is_bad;
+	double		tolerance;		/* relative effect allowed, at least 0 */
+	bool		critical;		/* a failure counts as a hard-limit breach */
+	bool		must_have_data; /* too few values count as a failure */
+} MetricConfig;
+
+/* The settings of a rollout that a collection needs. */
+typedef struct RolloutSettings
+{
+	char	   *id_text;
+	char	   *agent_id;
+	char	   *baseline_version;
+	char	   *canary_version;
+	char	   *status;
+	int32		stage;
+	Datum		percentage;		/* numeric */
+	double		percentage_value;
+	int64		min_samples;
+	double		success_rate_ratio;
+	double		p95_latency_ratio;
+	double		max_error_rate;
+	double		alpha;
+	char	   *analysis;
+	Datum		success_statuses;	/* text[] */
+	Datum		error_statuses; /* text[] */
+	bool		has_stage_window_start;
+	TimestampTz stage_window_start; /* stage start plus warmup */
+	MetricConfig metrics[CANARY_METRICS_MAX_EXTRA];
+	int			metric_count;
+} RolloutSettings;
 
 /*
- * Check a rollout's extra metrics setting: a JSON array.
+ * Finite values of one numeric column for one version.  Counts and sum
+ * cover every row.  values contains all of them, or a uniform sample of
+ * CANARY_METRICS_MAX_SAMPLE when sampled.
  */
-void
-canary_metrics_validate_config(Jsonb *config)
+typedef struct ValueSample
 {
+	int64		count;			/* finite values */
+	int64		missing;		/* NULL, NaN or infinite values */
+	double		sum;
+	int			kept;
+	int			capacity;
+	bool		sampled;
+	double	   *values;			/* sorted after reading */
+	pg_prng_state prng;
+	double		mean;			/* NaN when count is 0 */
+	double		p50;
+	double		p95;
+	double		p99;
+} ValueSample;
+
+/* Everything read for one version: index 0 of samples is latency_ms. */
+typedef struct VersionWindow
+{
+	int64		requests;
+	int64		successes;
+	int64		errors;
+	int64		unrecognized;
+	double		success_rate;	/* NaN when there are no requests */
+	double		error_rate;
+	ValueSample *samples;
+} VersionWindow;
+
+/* Statistical comparison of one metric; NaN marks a missing number. */
+typedef struct MetricComparison
+{
+	const char *name;
+	const char *verdict;		/* pass, high, low or nodata */
+	bool		failed;
+	const char *test;			/* NULL when no test ran */
+	double		statistic;
+	double		z;
+	double		p_value;
+	double		effect;			/* canary minus baseline */
+	double		relative_effect;	/* effect over the baseline's level */
+	double		baseline_level; /* baseline median or error rate */
+	double		tolerance;
+	bool		decrease_is_bad;
+	bool		critical;
+	bool		must_have_data;
+} MetricComparison;
+
+/* The execution log table resolved for one collection. */
+typedef struct LogTable
+{
+	Oid			relid;
+	char	   *display;		/* schema.table for messages */
+	char	   *qualified;		/* quoted schema.table for SQL */
+} LogTable;
+
+/* State and results of one collection. */
+typedef struct Collection
+{
+	RolloutSettings rollout;
+	TimestampTz at;
+	TimestampTz window_start;
+	MemoryContext values_context;
+	VersionWindow baseline;
+	VersionWindow canary;
+	int			comparison_count;
+	MetricComparison comparisons[CANARY_METRICS_MAX_EXTRA + 2];
+	double		success_rate_ratio;
+	double		p95_latency_ratio;
+	double		expected_share;
+	double		observed_share;
+	double		sample_ratio_p_value;
+	bool		sample_ratio_mismatch;
+	bool		hard_limit_breached;
+	bool		baseline_unhealthy;
+	bool		baseline_nodata;
+	bool		canary_nodata;
+	bool		is_healthy_isnull;
+	bool		is_healthy;
+	CanaryVerdict verdict;
+	List	   *reasons;		/* char * */
+} Collection;
+
+/* Column names that cannot be extra metrics. */
+static const char *const reserved_columns[] = {
+	"agent_id", "version", "status", "timestamp", "latency_ms", "error_rate",
+	NULL
+};
+
+/* Numeric types accepted for latency_ms and extra metric columns. */
+static const Oid numeric_types[] = {
+	INT2OID, INT4OID, INT8OID, NUMERICOID, FLOAT4OID, FLOAT8OID, InvalidOid
+};
+
+/* Text types accepted for agent_id, version and status. */
+static const Oid text_types[] = {TEXTOID, VARCHAROID, InvalidOid};
+
+/* Types accepted for "timestamp". */
+static const Oid timestamp_types[] = {TIMESTAMPTZOID, InvalidOid};
+
+
+/*
+ * The metrics setting of a rollout
+ */
+
+/*
+ * Render a JSON value as text for a message.
+ */
+static char *
+json_value_text(JsonbValue *value)
+{
+	Jsonb	   *scalar;
+
+	if (value->type == jbvBinary)
+		return JsonbToCString(NULL, value->val.binary.data,
+							  value->val.binary.len);
+	scalar = JsonbValueToJsonb(value);
+	return JsonbToCString(NULL, &scalar->root, VARSIZE(scalar));
+}
+
+/*
+ * Raise the error for an invalid value of a key of a metrics element.
+ */
+static void
+reject_metric_value(int element, const char *key, JsonbValue *value,
+					const char *hint)
+{
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("invalid value %s for key \"%s\" in metrics element %d",
+					json_value_text(value), key, element),
+			 errhint("%s", hint)));
+}
+
+/*
+ * Check and store the "column" key of a metrics element.
+ */
+static void
+parse_metric_column(int element, JsonbValue *value, MetricConfig *metric)
+{
+	char	   *column;
+
+	if (value->type != jbvString || value->val.string.len == 0 ||
+		value->val.string.len >= NAMEDATALEN)
+		reject_metric_value(element, "column", value,
+							"Give the name of a numeric column of the execution log table as a string.");
+	column = pnstrdup(value->val.string.val, value->val.string.len);
+	for (int i = 0; reserved_columns[i] != NULL; i++)
+		if (strcmp(column, reserved_columns[i]) == 0)
+			reject_metric_value(element, "column", value,
+								"Columns agent_id, version, status and \"timestamp\" identify executions, and latency_ms and the error rate are always compared; name another numeric column.");
+	metric->column = column;
+}
+
+/*
+ * Check and store the value of one key of a metrics element.
+ */
+static void
+parse_metric_key(int element, const char *key, JsonbValue *value,
+				 MetricConfig *metric)
+{
+	if (strcmp(key, "column") == 0)
+		parse_metric_column(element, value, metric);
+	else if (strcmp(key, "direction") == 0)
+	{
+		if (value->type == jbvString &&
+			value->val.string.len == strlen("increase_is_bad") &&
+			strncmp(value->val.string.val, "increase_is_bad", value->val.string.len) == 0)
+			metric->decrease_is_bad = false;
+		else if (value->type == jbvString &&
+				 value->val.string.len == strlen("decrease_is_bad") &&
+				 strncmp(value->val.string.val, "decrease_is_bad", value->val.string.len) == 0)
+			metric->decrease_is_bad = true;
+		else
+			reject_metric_value(element, key, value,
+								"Use \"increase_is_bad\" (latency, cost) or \"decrease_is_bad\" (evaluation score).");
+	}
+	else if (strcmp(key, "tolerance") == 0)
+	{
+		if (value->type != jbvNumeric)
+			reject_metric_value(element, key, value,
+								"Give the relative change allowed as a number of at least 0, for example 0.05 for 5 percent.");
+		metric->tolerance = DatumGetFloat8(DirectFunctionCall1(numeric_float8,
+															   NumericGetDatum(value->val.numeric)));
+		if (!(metric->tolerance >= 0.0) || isinf(metric->tolerance))
+			reject_metric_value(element, key, value,
+								"Give the relative change allowed as a number of at least 0, for example 0.05 for 5 percent.");
+	}
+	else if (strcmp(key, "critical") == 0 || strcmp(key, "must_have_data") == 0)
+	{
+		if (value->type != jbvBool)
+			reject_metric_value(element, key, value,
+								"Give true or false.");
+		if (key[0] == 'c')
+			metric->critical = value->val.boolean;
+		else
+			metric->must_have_data = value->val.boolean;
+	}
+	else
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("unrecognized key \"%s\" in metrics element %d",
+						key, element),
+				 errhint("Valid keys are column, direction, tolerance, critical and must_have_data.")));
+}
+
+/*
+ * Check one element of the metrics setting, counted from 1, and store it.
+ */
+static void
+parse_metric_element(int element, JsonbValue *value, MetricConfig *metric)
+{
+	JsonbIterator *it;
+	JsonbIteratorToken token;
+	JsonbValue	item;
+	bool		has_direction = false;
+
+	if (value->type != jbvBinary || !JsonContainerIsObject(value->val.binary.data))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("metrics element %d must be a JSON object, not %s",
+						element, json_value_text(value)),
+				 errhint("Give an object such as {\"column\": \"eval_score\", \"direction\": \"decrease_is_bad\"}.")));
+
+	memset(metric, 0, sizeof(MetricConfig));
+	it = JsonbIteratorInit(value->val.binary.data);
+	while ((token = JsonbIteratorNext(&it, &item, true)) != WJB_DONE)
+	{
+		char	   *key;
+
+		if (token != WJB_KEY)
+			continue;
+		key = pnstrdup(item.val.string.val, item.val.string.len);
+		token = JsonbIteratorNext(&it, &item, true);
+		Assert(token == WJB_VALUE);
+		parse_metric_key(element, key, &item, metric);
+		if (strcmp(key, "direction") == 0)
+			has_direction = true;
+	}
+
+	if (metric->column == NULL || !has_direction)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("metrics element %d has no \"%s\" key", element,
+						metric->column == NULL ? "column" : "direction"),
+				 errhint("Each metrics element needs \"column\" and \"direction\".")));
+}
+
+/*
+ * Check a rollout's metrics setting and store its elements in metrics,
+ * which has room for CANARY_METRICS_MAX_EXTRA.  Returns the element count.
+ */
+static int
+parse_metric_config(Jsonb *config, MetricConfig *metrics)
+{
+	int			count;
+
 	if (!JB_ROOT_IS_ARRAY(config) || JB_ROOT_IS_SCALAR(config))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("metrics setting must be a JSON array"),
 				 errhint("Give one object per extra metric, or '[]' for none.")));
+	count = JsonContainerSize(&config->root);
+	if (count > CANARY_METRICS_MAX_EXTRA)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("metrics setting has %d elements, more than the maximum of %d",
+						count, CANARY_METRICS_MAX_EXTRA)));
+
+	for (int i = 0; i < count; i++)
+	{
+		parse_metric_element(i + 1,
+							 getIthJsonbValueFromContainer(&config->root, i),
+							 &metrics[i]);
+		for (int j = 0; j < i; j++)
+			if (strcmp(metrics[i].column, metrics[j].column) == 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+						 errmsg("column \"%s\" appears in metrics elements %d and %d",
+								metrics[i].column, j + 1, i + 1),
+						 errhint("List each column once.")));
+	}
+	return count;
+}
+
+/*
+ * Check a rollout's extra metrics setting: a JSON array of at most
+ * CANARY_METRICS_MAX_EXTRA objects, each with a "column" and a "direction"
+ * and optionally "tolerance", "critical" and "must_have_data".
+ */
+void
+canary_metrics_validate_config(Jsonb *config)
+{
+	MetricConfig metrics[CANARY_METRICS_MAX_EXTRA];
+
+	(void) parse_metric_config(config, metrics);
+}
+
+
+/*
+ * Rollout and execution log lookup
+ */
+
+/*
+ * Read the rollout's settings, raising an error when it does not exist.
+ */
+static void
+load_rollout(const pg_uuid_t *deployment_id, RolloutSettings *rollout)
+{
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		id = UUIDPGetDatum(deployment_id);
+	bool		isnull;
+
+	rollout->id_text = DatumGetCString(DirectFunctionCall1(uuid_out, id));
+	if (canary_spi_execute("SELECT agent_id, baseline_version, canary_version, "
+						   "status::text, current_stage, current_percentage, "
+						   "current_percentage::float8, min_samples, "
+						   "success_rate_ratio, p95_latency_ratio, "
+						   "max_error_rate, alpha, analysis, success_statuses, "
+						   "error_statuses, metrics, stage_started_at + warmup "
+						   "FROM canary.deployments WHERE id = $1",
+						   1, argtypes, &id, NULL, SPI_OK_SELECT, 1) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("rollout %s does not exist", rollout->id_text)));
+
+	rollout->agent_id = canary_spi_get_text(0, 1);
+	rollout->baseline_version = canary_spi_get_text(0, 2);
+	rollout->canary_version = canary_spi_get_text(0, 3);
+	rollout->status = canary_spi_get_text(0, 4);
+	rollout->stage = DatumGetInt32(canary_spi_get(0, 5, &isnull));
+	rollout->percentage = datumCopy(canary_spi_get(0, 6, &isnull), false, -1);
+	rollout->percentage_value = DatumGetFloat8(canary_spi_get(0, 7, &isnull));
+	rollout->min_samples = DatumGetInt32(canary_spi_get(0, 8, &isnull));
+	rollout->success_rate_ratio = DatumGetFloat8(canary_spi_get(0, 9, &isnull));
+	rollout->p95_latency_ratio = DatumGetFloat8(canary_spi_get(0, 10, &isnull));
+	rollout->max_error_rate = DatumGetFloat8(canary_spi_get(0, 11, &isnull));
+	rollout->alpha = DatumGetFloat8(canary_spi_get(0, 12, &isnull));
+	rollout->analysis = canary_spi_get_text(0, 13);
+	rollout->success_statuses = datumCopy(canary_spi_get(0, 14, &isnull), false, -1);
+	rollout->error_statuses = datumCopy(canary_spi_get(0, 15, &isnull), false, -1);
+	rollout->metric_count =
+		parse_metric_config(DatumGetJsonbP(canary_spi_get(0, 16, &isnull)),
+							rollout->metrics);
+	rollout->stage_window_start =
+		DatumGetTimestampTz(canary_spi_get(0, 17, &isnull));
+	rollout->has_stage_window_start = !isnull;
+}
+
+/*
+ * Resolve canary.execution_log_table.  A name without a schema means schema
+ * public, because canary's functions run with a fixed search_path.
+ */
+static void
+resolve_log_table(LogTable *table)
+{
+	char	   *copy = pstrdup(canary_execution_log_table);
+	List	   *names;
+	RangeVar   *range;
+	char		relkind;
+
+	if (!SplitIdentifierString(copy, '.', &names) ||
+		list_length(names) < 1 || list_length(names) > 2)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_NAME),
+				 errmsg("invalid execution log table name \"%s\"",
+						canary_execution_log_table),
+				 errhint("Set \"canary.execution_log_table\" to a table name, optionally qualified with its schema.")));
+	if (list_length(names) == 1)
+		range = makeRangeVar("public", linitial(names), -1);
+	else
+		range = makeRangeVar(linitial(names), lsecond(names), -1);
+	table->display = psprintf("%s.%s", range->schemaname, range->relname);
+	table->relid = RangeVarGetRelid(range, AccessShareLock, true);
+	if (!OidIsValid(table->relid))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_TABLE),
+				 errmsg("execution log table \"%s\" does not exist",
+						table->display),
+				 errhint("Create it with canary_create_execution_log_table(), or set \"canary.execution_log_table\" to the table that holds the execution log.")));
+
+	relkind = get_rel_relkind(table->relid);
+	if (relkind != RELKIND_RELATION && relkind != RELKIND_PARTITIONED_TABLE &&
+		relkind != RELKIND_VIEW && relkind != RELKIND_MATVIEW &&
+		relkind != RELKIND_FOREIGN_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("execution log \"%s\" is not a table or view",
+						table->display)));
+	table->qualified = psprintf("%s.%s",
+								quote_identifier(get_namespace_name(get_rel_namespace(table->relid))),
+								quote_identifier(get_rel_name(table->relid)));
+}
+
+/*
+ * Check that the execution log has a column with one of the given types
+ * (domains over them included).  expected describes the types for the
+ * message.
+ */
+static void
+check_log_column(const LogTable *table, const char *column,
+				 const Oid *types, const char *expected, bool extra)
+{
+	AttrNumber	attnum = get_attnum(table->relid, column);
+	Oid			type;
+
+	if (attnum == InvalidAttrNumber)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of execution log table \"%s\" does not exist",
+						column, table->display),
+				 extra ?
+				 errhint("The rollout's metrics setting names this column. Add it to the table, or create a rollout without it.") :
+				 errhint("The execution log needs columns agent_id, version, status, latency_ms and \"timestamp\"; canary_create_execution_log_table() creates a table with them.")));
+
+	type = getBaseType(get_atttype(table->relid, attnum));
+	for (int i = 0; OidIsValid(types[i]); i++)
+		if (type == types[i])
+			return;
+	ereport(ERROR,
+			(errcode(ERRCODE_DATATYPE_MISMATCH),
+			 errmsg("column \"%s\" of execution log table \"%s\" has type %s, but %s is required",
+					column, table->display, format_type_be(type), expected)));
+}
+
+/*
+ * Check every column a collection reads.
+ */
+static void
+check_log_columns(const LogTable *table, const RolloutSettings *rollout)
+{
+	const char *numeric = "a numeric type (smallint, integer, bigint, numeric, real or double precision)";
+
+	check_log_column(table, "agent_id", text_types, "text or character varying", false);
+	check_log_column(table, "version", text_types, "text or character varying", false);
+	check_log_column(table, "status", text_types, "text or character varying", false);
+	check_log_column(table, "latency_ms", numeric_types, numeric, false);
+	check_log_column(table, "timestamp", timestamp_types, "timestamp with time zone", false);
+	for (int i = 0; i < rollout->metric_count; i++)
+		check_log_column(table, rollout->metrics[i].column, numeric_types,
+						 numeric, true);
+}
+
+
+/*
+ * Reading a window
+ */
+
+/*
+ * Build the per-version query.  Columns: status class (1 success, 2 error,
+ * 0 otherwise), latency_ms, then each extra metric, all as float8.
+ */
+static char *
+build_window_query(const LogTable *table, const RolloutSettings *rollout)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql,
+						   "SELECT CASE WHEN status::text = ANY ($5) THEN 1 "
+						   "WHEN status::text = ANY ($6) THEN 2 ELSE 0 END, "
+						   "latency_ms::float8");
+	for (int i = 0; i < rollout->metric_count; i++)
+		appendStringInfo(&sql, ", %s::float8",
+						 quote_identifier(rollout->metrics[i].column));
+	appendStringInfo(&sql, " FROM %s WHERE agent_id = $1 AND version = $2 "
+					 "AND \"timestamp\" > $3 AND \"timestamp\" <= $4 "
+					 "ORDER BY \"timestamp\"", table->qualified);
+	return sql.data;
+}
+
+/*
+ * Add one value to a sample.  Past the cap, Algorithm R keeps a uniform
+ * sample: the n-th value replaces a random kept one with probability cap/n.
+ */
+static void
+sample_add(ValueSample *sample, MemoryContext context, double value)
+{
+	uint64		slot;
+
+	if (!isfinite(value))
+	{
+		sample->missing++;
+		return;
+	}
+	sample->count++;
+	sample->sum += value;
+	if (sample->kept < CANARY_METRICS_MAX_SAMPLE)
+	{
+		if (sample->kept == sample->capacity)
+		{
+			sample->capacity = Min(Max(sample->capacity * 2, 256),
+								   CANARY_METRICS_MAX_SAMPLE);
+			sample->values = sample->values == NULL ?
+				MemoryContextAlloc(context, sample->capacity * sizeof(double)) :
+				repalloc(sample->values, sample->capacity * sizeof(double));
+		}
+		sample->values[sample->kept++] = value;
+		return;
+	}
+	sample->sampled = true;
+	slot = pg_prng_uint64_range(&sample->prng, 0, (uint64) sample->count - 1);
+	if (slot < CANARY_METRICS_MAX_SAMPLE)
+		sample->values[slot] = value;
+}
+
+/*
+ * Count one fetched row into a version's window.
+ */
+static void
+add_row(VersionWindow *window, int value_count, MemoryContext context,
+		HeapTuple tuple, TupleDesc desc)
+{
+	bool		isnull;
+	int32		status_class = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
+
+	window->requests++;
+	if (status_class == 1)
+		window->successes++;
+	else if (status_class == 2)
+		window->errors++;
+	else
+		window->unrecognized++;
+
+	for (int i = 0; i < value_count; i++)
+	{
+		Datum		value = SPI_getbinval(tuple, desc, i + 2, &isnull);
+
+		if (isnull)
+			window->samples[i].missing++;
+		else
+			sample_add(&window->samples[i], context, DatumGetFloat8(value));
+	}
+}
+
+/*
+ * Read one version's rows in (start, at] through a cursor, so that memory
+ * stays bounded however many rows the window holds.
+ */
+static void
+read_version(Collection *collection, const char *sql, const char *version,
+			 VersionWindow *window)
+{
+	RolloutSettings *rollout = &collection->rollout;
+	int			value_count = rollout->metric_count + 1;
+	Oid			argtypes[6] = {TEXTOID, TEXTOID, TIMESTAMPTZOID,
+	TIMESTAMPTZOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[6];
+	Portal		portal;
+
+	values[0] = CStringGetTextDatum(rollout->agent_id);
+	values[1] = CStringGetTextDatum(version);
+	values[2] = TimestampTzGetDatum(collection->window_start);
+	values[3] = TimestampTzGetDatum(collection->at);
+	values[4] = rollout->success_statuses;
+	values[5] = rollout->error_statuses;
+
+	memset(window, 0, sizeof(VersionWindow));
+	window->samples = palloc0(value_count * sizeof(ValueSample));
+	for (int i = 0; i < value_count; i++)
+		pg_prng_seed(&window->samples[i].prng, RESERVOIR_SEED);
+
+	portal = SPI_cursor_open_with_args(NULL, sql, 6, argtypes, values, NULL,
+									   false, CURSOR_OPT_NO_SCROLL);
+	for (;;)
+	{
+		SPI_cursor_fetch(portal, true, FETCH_BATCH);
+		if (SPI_processed == 0)
+			break;
+		for (uint64 row = 0; row < SPI_processed; row++)
+			add_row(window, value_count, collection->values_context,
+					SPI_tuptable->vals[row], SPI_tuptable->tupdesc);
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_freetuptable(SPI_tuptable);
+	SPI_cursor_close(portal);
+}
+
+/* qsort comparator for ascending finite doubles */
+static int
+compare_doubles(const void *a, const void *b)
+{
+	double		x = *(const double *) a;
+	double		y = *(const double *) b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * Sort a version's samples and compute its rates, means and percentiles.
+ * A rate or percentile over no rows is NaN, stored as NULL.
+ */
+static void
+summarize_version(VersionWindow *window, int value_count)
+{
+	window->success_rate = get_float8_nan();
+	window->error_rate = get_float8_nan();
+	if (window->requests > 0)
+	{
+		window->success_rate = (double) window->successes / window->requests;
+		window->error_rate = (double) window->errors / window->requests;
+	}
+
+	for (int i = 0; i < value_count; i++)
+	{
+		ValueSample *sample = &window->samples[i];
+
+		if (sample->kept > 1)
+			qsort(sample->values, sample->kept, sizeof(double), compare_doubles);
+		sample->mean = sample->count > 0 ?
+			sample->sum / sample->count : get_float8_nan();
+		sample->p50 = canary_stats_percentile_sorted(sample->values, sample->kept, 0.50);
+		sample->p95 = canary_stats_percentile_sorted(sample->values, sample->kept, 0.95);
+		sample->p99 = canary_stats_percentile_sorted(sample->values, sample->kept, 0.99);
+	}
+}
+
+
+/*
+ * Comparisons
+ */
+
+/*
+ * Set a comparison's verdict from its test: high or low when the change is
+ * significant at alpha and its relative size exceeds the tolerance.  When
+ * the baseline's level is 0 the relative size is undefined, and any
+ * significant change counts.  The comparison fails when the change goes in
+ * the bad direction.
+ */
+static void
+classify(MetricComparison *m, double alpha)
+{
+	bool		beyond;
+
+	beyond = isnan(m->relative_effect) ?
+		m->effect != 0.0 : fabs(m->relative_effect) > m->tolerance;
+	m->verdict = "pass";
+	if (m->p_value < alpha && beyond)
+		m->verdict = m->effect > 0.0 ? "high" : "low";
+	m->failed = m->decrease_is_bad ?
+		strcmp(m->verdict, "low") == 0 : strcmp(m->verdict, "high") == 0;
+}
+
+/*
+ * Start a comparison with every number missing.
+ */
+static void
+init_comparison(MetricComparison *m, const char *name, double tolerance,
+				bool decrease_is_bad, bool critical, bool must_have_data)
+{
+	m->name = name;
+	m->verdict = "nodata";
+	m->failed = false;
+	m->test = NULL;
+	m->statistic = m->z = m->p_value = get_float8_nan();
+	m->effect = m->relative_effect = m->baseline_level = get_float8_nan();
+	m->tolerance = tolerance;
+	m->decrease_is_bad = decrease_is_bad;
+	m->critical = critical;
+	m->must_have_data = must_have_data;
+}
+
+/*
+ * Compare error rates: Fisher's exact test when an expected cell count of
+ * the 2x2 table is below 5, the two-proportion z-test otherwise, both
+ * two-sided.  The effect is the difference of the rates and no tolerance
+ * applies, so any significant increase fails.
+ */
+static void
+compare_error_rates(Collection *collection, MetricComparison *m)
+{
+	VersionWindow *c = &collection->canary;
+	VersionWindow *b = &collection->baseline;
+	double		total = (double) c->requests + b->requests;
+	double		errors = (double) c->errors + b->errors;
+	double		smallest;
+
+	init_comparison(m, "error_rate", 0.0, false, false, false);
+	if (collection->canary_nodata || collection->baseline_nodata)
+		return;
+
+	smallest = Min(errors, total - errors) * Min(c->requests, b->requests) / total;
+	if (smallest < 5.0)
+	{
+		m->test = "fisher_exact";
+		m->p_value = canary_stats_fisher_exact(c->errors, c->requests,
+											   b->errors, b->requests,
+											   CANARY_ALT_TWO_SIDED);
+	}
+	else
+	{
+		m->test = "two_proportion_z";
+		canary_stats_two_proportion_z(c->errors, c->requests,
+									  b->errors, b->requests,
+									  CANARY_ALT_TWO_SIDED, &m->z, &m->p_value);
+		m->statistic = m->z;
+	}
+	m->baseline_level = b->error_rate;
+	m->effect = c->error_rate - b->error_rate;
+	if (b->error_rate > 0.0)
+		m->relative_effect = m->effect / b->error_rate;
+	classify(m, collection->rollout.alpha);
+}
+
+/*
+ * Compare the values of one numeric column with the two-sided Mann-Whitney
+ * U test (tie-corrected; exact for small samples without ties).  The effect
+ * is the Hodges-Lehmann shift, relative to the baseline median.
+ */
+static void
+compare_values(Collection *collection, int index, MetricComparison *m)
+{
+	ValueSample *c = &collection->canary.samples[index];
+	ValueSample *b = &collection->baseline.samples[index];
+	int64		min_samples = collection->rollout.min_samples;
+	CanaryMannWhitney result;
+
+	if (c->count < min_samples || b->count < min_samples)
+	{
+		m->failed = m->must_have_data;
+		return;
+	}
+
+	canary_stats_mann_whitney(c->values, c->kept, b->values, b->kept,
+							  CANARY_ALT_TWO_SIDED, &result);
+	m->test = "mann_whitney_u";
+	m->statistic = result.u;
+	m->z = result.z;
+	m->p_value = result.has_exact ? result.p_exact : result.p_value;
+	m->effect = canary_stats_hodges_lehmann(c->values, c->kept,
+											b->values, b->kept);
+	m->baseline_level = b->p50;
+	if (b->p50 != 0.0)
+		m->relative_effect = m->effect / fabs(b->p50);
+	classify(m, collection->rollout.alpha);
+}
+
+/*
+ * Run every statistical comparison: error rate, latency (tolerance
+ * p95_latency_ratio - 1), then each extra metric.
+ */
+static void
+compare_metrics(Collection *collection)
+{
+	RolloutSettings *rollout = &collection->rollout;
+	MetricComparison *m = collection->comparisons;
+
+	compare_error_rates(collection, &m[0]);
+	init_comparison(&m[1], "latency_ms", rollout->p95_latency_ratio - 1.0,
+					false, false, false);
+	if (!collection->canary_nodata && !collection->baseline_nodata)
+		compare_values(collection, 0, &m[1]);
+	for (int i = 0; i < rollout->metric_count; i++)
+	{
+		MetricConfig *config = &rollout->metrics[i];
+
+		init_comparison(&m[i + 2], config->column, config->tolerance,
+						config->decrease_is_bad, config->critical,
+						config->must_have_data);
+		if (!collection->canary_nodata && !collection->baseline_nodata)
+			compare_values(collection, i + 1, &m[i + 2]);
+	}
+	collection->comparison_count = rollout->metric_count + 2;
+}
+
+
+/*
+ * Checks and verdict
+ */
+
+/*
+ * Append a reason to the collection's list.
+ */
+static void
+add_reason(Collection *collection, const char *fmt,...) pg_attribute_printf(2, 3);
+
+static void
+add_reason(Collection *collection, const char *fmt,...)
+{
+	StringInfoData text;
+
+	initStringInfo(&text);
+	for (;;)
+	{
+		va_list		args;
+		int			needed;
+
+		va_start(args, fmt);
+		needed = appendStringInfoVA(&text, fmt, args);
+		va_end(args);
+		if (needed == 0)
+			break;
+		enlargeStringInfo(&text, needed);
+	}
+	collection->reasons = lappend(collection->reasons, text.data);
+}
+
+/*
+ * Check the fixed thresholds.  The canary's error rate limit needs only
+ * min_samples canary requests; the ratios to the baseline need min_samples
+ * on both sides, and the p95 ratio min_samples latencies on both sides.
+ */
+static void
+check_hard_limits(Collection *collection)
+{
+	RolloutSettings *r = &collection->rollout;
+	VersionWindow *c = &collection->canary;
+	VersionWindow *b = &collection->baseline;
+	ValueSample *cl = &c->samples[0];
+	ValueSample *bl = &b->samples[0];
+
+	if (!collection->canary_nodata && c->error_rate > r->max_error_rate)
+	{
+		collection->hard_limit_breached = true;
+		add_reason(collection,
+				   "canary error rate %.2f%% (%lld of %lld requests) is above the maximum of %.2f%%",
+				   100.0 * c->error_rate, (long long) c->errors,
+				   (long long) c->requests, 100.0 * r->max_error_rate);
+	}
+	if (collection->canary_nodata || collection->baseline_nodata)
+		return;
+
+	if (c->success_rate < r->success_rate_ratio * b->success_rate)
+	{
+		collection->hard_limit_breached = true;
+		add_reason(collection,
+				   "canary success rate %.2f%% is below %g x the baseline's %.2f%% (%.2f%%)",
+				   100.0 * c->success_rate, r->success_rate_ratio,
+				   100.0 * b->success_rate,
+				   100.0 * r->success_rate_ratio * b->success_rate);
+	}
+	if (cl->count >= r->min_samples && bl->count >= r->min_samples &&
+		cl->p95 > r->p95_latency_ratio * bl->p95)
+	{
+		collection->hard_limit_breached = true;
+		add_reason(collection,
+				   "canary p95 latency %.1f ms is above %g x the baseline's %.1f ms (%.1f ms)",
+				   cl->p95, r->p95_latency_ratio, bl->p95,
+				   r->p95_latency_ratio * bl->p95);
+	}
+}
+
+/*
+ * Return the name of a comparison's test for a reason text.
+ */
+static const char *
+test_display_name(const char *test)
+{
+	if (strcmp(test, "mann_whitney_u") == 0)
+		return "Mann-Whitney U test";
+	if (strcmp(test, "fisher_exact") == 0)
+		return "Fisher's exact test";
+	return "two-proportion z-test";
+}
+
+/*
+ * Describe a failed or dropped comparison in the reasons.
+ */
+static void
+explain_comparison(Collection *collection, const MetricComparison *m)
+{
+	int64		min_samples = collection->rollout.min_samples;
+	int			index = m - collection->comparisons - 1;
+
+	if (strcmp(m->verdict, "nodata") == 0 && index >= 0)
+	{
+		add_reason(collection,
+				   "%s has too few values to compare (canary %lld, baseline %lld, min_samples %lld)%s",
+				   m->name,
+				   (long long) collection->canary.samples[index].count,
+				   (long long) collection->baseline.samples[index].count,
+				   (long long) min_samples,
+				   m->must_have_data ? " and must have data" :
+				   " and is left out of the verdict");
+		return;
+	}
+	if (index < 0)
+		add_reason(collection,
+				   "error rate is significantly %s in the canary: %.2f%% vs %.2f%% in the baseline (%s, p = %.2g)",
+				   m->effect > 0 ? "higher" : "lower",
+				   100.0 * collection->canary.error_rate,
+				   100.0 * collection->baseline.error_rate,
+				   test_display_name(m->test), m->p_value);
+	else if (isnan(m->relative_effect))
+		add_reason(collection,
+				   "%s%s is significantly %s in the canary: shift %+.4g%s from a baseline median of 0 (%s, p = %.2g)",
+				   m->critical ? "critical metric " : "", m->name,
+				   m->effect > 0 ? "higher" : "lower", m->effect,
+				   index == 0 ? " ms" : "",
+				   test_display_name(m->test), m->p_value);
+	else
+		add_reason(collection,
+				   "%s%s is significantly %s in the canary: shift %+.4g%s (%+.1f%% of the baseline median %.4g), beyond the tolerance of %.1f%% (%s, p = %.2g)",
+				   m->critical ? "critical metric " : "", m->name,
+				   m->effect > 0 ? "higher" : "lower", m->effect,
+				   index == 0 ? " ms" : "",
+				   100.0 * m->relative_effect, m->baseline_level,
+				   100.0 * m->tolerance, test_display_name(m->test),
+				   m->p_value);
+}
+
+/*
+ * Check the traffic split: a chi-square goodness-of-fit test (1 degree of
+ * freedom) of the observed canary share against the rollout's percentage,
+ * run while the rollout routes a share strictly between 0 and 100 percent
+ * and both expected counts are at least 5.
+ */
+static void
+check_sample_ratio(Collection *collection)
+{
+	RolloutSettings *r = &collection->rollout;
+	double		canary = (double) collection->canary.requests;
+	double		total = canary + collection->baseline.requests;
+	double		expected_canary;
+	double		expected_baseline;
+	double		chi_square;
+
+	collection->expected_share = r->percentage_value / 100.0;
+	if (total > 0)
+		collection->observed_share = canary / total;
+	if ((strcmp(r->status, "running") != 0 && strcmp(r->status, "paused") != 0) ||
+		!(collection->expected_share > 0.0 && collection->expected_share < 1.0))
+		return;
+
+	expected_canary = total * collection->expected_share;
+	expected_baseline = total - expected_canary;
+	if (expected_canary < 5.0 || expected_baseline < 5.0)
+		return;
+	chi_square = (canary - expected_canary) * (canary - expected_canary) / expected_canary +
+		(total - canary - expected_baseline) * (total - canary - expected_baseline) / expected_baseline;
+	collection->sample_ratio_p_value = canary_stats_chi_square_sf(chi_square, 1);
+	if (collection->sample_ratio_p_value < SAMPLE_RATIO_ALPHA)
+	{
+		collection->sample_ratio_mismatch = true;
+		add_reason(collection,
+				   "sample ratio mismatch: the canary served %.2f%% of %.0f requests, but the rollout routes %.2f%% to it (chi-square %.1f, p = %.2g), so the comparison is suspect",
+				   100.0 * collection->observed_share, total,
+				   r->percentage_value, chi_square,
+				   collection->sample_ratio_p_value);
+	}
+}
+
+/*
+ * Decide health and verdict from the checks, and write every reason.
+ *
+ * TODO: when analysis is 'sequential', judge with error-controlled
+ * sequential bounds and return INCONCLUSIVE until they decide; for now both
+ * analyses use the fixed thresholds plus the statistical verdicts.
+ */
+static void
+decide(Collection *collection)
+{
+	RolloutSettings *r = &collection->rollout;
+	bool		failed = false;
+
+	collection->canary_nodata = collection->canary.requests < r->min_samples;
+	collection->baseline_nodata = collection->baseline.requests < r->min_samples;
+	if (collection->canary_nodata)
+		add_reason(collection,
+				   "canary has %lld requests in the window, fewer than min_samples %lld",
+				   (long long) collection->canary.requests, (long long) r->min_samples);
+	if (collection->baseline_nodata)
+		add_reason(collection,
+				   "baseline has %lld requests in the window, fewer than min_samples %lld",
+				   (long long) collection->baseline.requests, (long long) r->min_samples);
+
+	check_hard_limits(collection);
+	compare_metrics(collection);
+	if (!collection->canary_nodata && !collection->baseline_nodata)
+	{
+		for (int i = 0; i < collection->comparison_count; i++)
+		{
+			MetricComparison *m = &collection->comparisons[i];
+
+			if (m->failed || strcmp(m->verdict, "nodata") == 0)
+				explain_comparison(collection, m);
+			failed |= m->failed;
+			if (m->failed && m->critical)
+				collection->hard_limit_breached = true;
+		}
+	}
+
+	if (!collection->baseline_nodata &&
+		collection->baseline.error_rate > r->max_error_rate)
+	{
+		collection->baseline_unhealthy = true;
+		add_reason(collection,
+				   "baseline error rate %.2f%% is above the maximum of %.2f%% as well, so the cause may lie outside the canary",
+				   100.0 * collection->baseline.error_rate,
+				   100.0 * r->max_error_rate);
+	}
+	check_sample_ratio(collection);
+
+	if (collection->canary_nodata || collection->baseline_nodata)
+	{
+		collection->verdict = CANARY_VERDICT_NODATA;
+		collection->is_healthy_isnull = !collection->hard_limit_breached;
+		collection->is_healthy = false;
+		return;
+	}
+	collection->is_healthy = !(failed || collection->hard_limit_breached);
+	collection->verdict = collection->is_healthy ?
+		CANARY_VERDICT_PASS : CANARY_VERDICT_FAIL;
+}
+
+
+/*
+ * Storing the result
+ */
+
+/* SQL name of each verdict. */
+static const char *const verdict_names[] = {
+	[CANARY_VERDICT_PASS] = "pass",
+	[CANARY_VERDICT_FAIL] = "fail",
+	[CANARY_VERDICT_INCONCLUSIVE] = "inconclusive",
+	[CANARY_VERDICT_NODATA] = "nodata",
+};
+
+/* A JSON object under construction; commas are inserted as needed. */
+typedef struct JsonWriter
+{
+	StringInfoData buf;
+	bool		need_comma;
+} JsonWriter;
+
+/*
+ * Write a key, or nothing when key is NULL (the top-level object).
+ */
+static void
+json_key(JsonWriter *w, const char *key)
+{
+	if (w->need_comma)
+		appendStringInfoString(&w->buf, ", ");
+	w->need_comma = true;
+	if (key != NULL)
+	{
+		escape_json(&w->buf, key);
+		appendStringInfoString(&w->buf, ": ");
+	}
+}
+
+static void
+json_open(JsonWriter *w, const char *key)
+{
+	json_key(w, key);
+	appendStringInfoChar(&w->buf, '{');
+	w->need_comma = false;
+}
+
+static void
+json_close(JsonWriter *w)
+{
+	appendStringInfoChar(&w->buf, '}');
+	w->need_comma = true;
+}
+
+/* Write a number; NaN and infinities become null. */
+static void
+json_number(JsonWriter *w, const char *key, double value)
+{
+	json_key(w, key);
+	if (isfinite(value))
+		appendStringInfoString(&w->buf, float8out_internal(value));
+	else
+		appendStringInfoString(&w->buf, "null");
+}
+
+static void
+json_int(JsonWriter *w, const char *key, int64 value)
+{
+	json_key(w, key);
+	appendStringInfo(&w->buf, INT64_FORMAT, value);
+}
+
+static void
+json_bool(JsonWriter *w, const char *key, bool value)
+{
+	json_key(w, key);
+	appendStringInfoString(&w->buf, value ? "true" : "false");
+}
+
+/* Write a string; NULL becomes null. */
+static void
+json_string(JsonWriter *w, const char *key, const char *value)
+{
+	json_key(w, key);
+	if (value == NULL)
+		appendStringInfoString(&w->buf, "null");
+	else
+		escape_json(&w->buf, value);
+}
+
+/*
+ * Write one version's figures for a comparison.
+ */
+static void
+write_version_figures(JsonWriter *w, const char *key,
+					  const VersionWindow *window, int index)
+{
+	json_open(w, key);
+	if (index < 0)
+	{
+		json_int(w, "requests", window->requests);
+		json_int(w, "errors", window->errors);
+		json_number(w, "rate", window->error_rate);
+	}
+	else
+	{
+		const ValueSample *s = &window->samples[index];
+
+		json_int(w, "count", s->count);
+		json_int(w, "missing", s->missing);
+		json_number(w, "mean", s->mean);
+		json_number(w, "p50", s->p50);
+		json_number(w, "p95", s->p95);
+		json_number(w, "p99", s->p99);
+		json_bool(w, "sampled", s->sampled);
+	}
+	json_close(w);
+}
+
+/*
+ * Build the details column: the settings behind the comparison and, per
+ * metric, its verdict, test, statistic, p-value, effect and figures.
+ */
+static Jsonb *
+build_details(const Collection *collection)
+{
+	JsonWriter	w = {0};
+
+	initStringInfo(&w.buf);
+	json_open(&w, NULL);
+	json_string(&w, "analysis", collection->rollout.analysis);
+	json_number(&w, "alpha", collection->rollout.alpha);
+	json_int(&w, "min_samples", collection->rollout.min_samples);
+	json_open(&w, "metrics");
+	for (int i = 0; i < collection->comparison_count; i++)
+	{
+		const MetricComparison *m = &collection->comparisons[i];
+
+		json_open(&w, m->name);
+		json_string(&w, "verdict", m->verdict);
+		json_bool(&w, "failed", m->failed);
+		json_string(&w, "direction", m->decrease_is_bad ? "decrease_is_bad" : "increase_is_bad");
+		json_number(&w, "tolerance", m->tolerance);
+		json_bool(&w, "critical", m->critical);
+		json_bool(&w, "must_have_data", m->must_have_data);
+		json_string(&w, "test", m->test);
+		json_number(&w, "statistic", m->statistic);
+		json_number(&w, "z", m->z);
+		json_number(&w, "p_value", m->p_value);
+		json_number(&w, "effect", m->effect);
+		json_number(&w, "relative_effect", m->relative_effect);
+		write_version_figures(&w, "canary", &collection->canary, i - 1);
+		write_version_figures(&w, "baseline", &collection->baseline, i - 1);
+		json_close(&w);
+	}
+	json_close(&w);
+	json_close(&w);
+	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(w.buf.data)));
+}
+
+/* Columns and values of the canary.metrics row being stored. */
+typedef struct MetricsRow
+{
+	int			count;
+	const char *columns[64];
+	Oid			types[64];
+	Datum		values[64];
+	bool		nulls[64];
+} MetricsRow;
+
+static void
+add_column(MetricsRow *row, const char *column, Oid type, Datum value,
+		   bool isnull)
+{
+	Assert(row->count < (int) lengthof(row->columns));
+	row->columns[row->count] = column;
+	row->types[row->count] = type;
+	row->values[row->count] = value;
+	row->nulls[row->count] = isnull;
+	row->count++;
+}
+
+/* Add a double column; NaN becomes NULL. */
+static void
+add_float(MetricsRow *row, const char *column, double value)
+{
+	add_column(row, column, FLOAT8OID, Float8GetDatum(value), isnan(value));
+}
+
+/*
+ * Add the columns of one version, whose names start with prefix.
+ */
+static void
+add_version_columns(MetricsRow *row, const char *prefix,
+					const VersionWindow *w)
+{
+	const ValueSample *latency = &w->samples[0];
+
+	add_column(row, psprintf("%s_requests", prefix), INT8OID, Int64GetDatum(w->requests), false);
+	add_column(row, psprintf("%s_successes", prefix), INT8OID, Int64GetDatum(w->successes), false);
+	add_column(row, psprintf("%s_errors", prefix), INT8OID, Int64GetDatum(w->errors), false);
+	add_column(row, psprintf("%s_unrecognized", prefix), INT8OID, Int64GetDatum(w->unrecognized), false);
+	add_column(row, psprintf("%s_null_latency", prefix), INT8OID, Int64GetDatum(latency->missing), false);
+	add_float(row, psprintf("%s_success_rate", prefix), w->success_rate);
+	add_float(row, psprintf("%s_error_rate", prefix), w->error_rate);
+	add_float(row, psprintf("%s_p50", prefix), latency->p50);
+	add_float(row, psprintf("%s_p95", prefix), latency->p95);
+	add_float(row, psprintf("%s_p99", prefix), latency->p99);
+	add_float(row, psprintf("%s_mean_latency", prefix), latency->mean);
+	add_column(row, psprintf("%s_latency_sampled", prefix), BOOLOID, BoolGetDatum(latency->sampled), false);
+}
+
+/*
+ * Turn the reasons into a text[].
+ */
+static Datum
+reasons_array(const Collection *collection)
+{
+	int			count = list_length(collection->reasons);
+	Datum	   *elements = palloc(Max(count, 1) * sizeof(Datum));
+	ListCell   *cell;
+	int			i = 0;
+
+	foreach(cell, collection->reasons)
+		elements[i++] = CStringGetTextDatum((char *) lfirst(cell));
+	return PointerGetDatum(construct_array(elements, count, TEXTOID, -1,
+										   false, TYPALIGN_INT));
+}
+
+/*
+ * Join the reasons into one string, separated by "; ".
+ */
+static char *
+join_reasons(const Collection *collection)
+{
+	StringInfoData text;
+	ListCell   *cell;
+
+	initStringInfo(&text);
+	foreach(cell, collection->reasons)
+	{
+		if (text.len > 0)
+			appendStringInfoString(&text, "; ");
+		appendStringInfoString(&text, (char *) lfirst(cell));
+	}
+	return text.data;
+}
+
+/*
+ * Insert the collection's canary.metrics row.  Returns its id and sets
+ * *snapshot to the row as jsonb, allocated in the SPI procedure context.
+ */
+static int64
+store_metrics(const Collection *c, const pg_uuid_t *deployment_id,
+			  Jsonb **snapshot)
+{
+	MetricsRow	row = {0};
+	StringInfoData sql;
+	bool		isnull;
+
+	add_column(&row, "deployment_id", UUIDOID, UUIDPGetDatum(deployment_id), false);
+	add_column(&row, "stage", INT4OID, Int32GetDatum(c->rollout.stage), false);
+	add_column(&row, "percentage", NUMERICOID, c->rollout.percentage, false);
+	add_column(&row, "collected_at", TIMESTAMPTZOID, TimestampTzGetDatum(c->at), false);
+	add_column(&row, "window_start", TIMESTAMPTZOID, TimestampTzGetDatum(c->window_start), false);
+	add_column(&row, "window_end", TIMESTAMPTZOID, TimestampTzGetDatum(c->at), false);
+	add_column(&row, "baseline_version", TEXTOID, CStringGetTextDatum(c->rollout.baseline_version), false);
+	add_column(&row, "canary_version", TEXTOID, CStringGetTextDatum(c->rollout.canary_version), false);
+	add_version_columns(&row, "baseline", &c->baseline);
+	add_version_columns(&row, "canary", &c->canary);
+	add_float(&row, "success_rate_ratio", c->success_rate_ratio);
+	add_float(&row, "p95_latency_ratio", c->p95_latency_ratio);
+	add_float(&row, "expected_canary_share", c->expected_share);
+	add_float(&row, "observed_canary_share", c->observed_share);
+	add_float(&row, "sample_ratio_p_value", c->sample_ratio_p_value);
+	add_column(&row, "sample_ratio_mismatch", BOOLOID, BoolGetDatum(c->sample_ratio_mismatch), false);
+	add_column(&row, "hard_limit_breached", BOOLOID, BoolGetDatum(c->hard_limit_breached), false);
+	add_column(&row, "baseline_unhealthy", BOOLOID, BoolGetDatum(c->baseline_unhealthy), false);
+	add_column(&row, "baseline_nodata", BOOLOID, BoolGetDatum(c->baseline_nodata), false);
+	add_column(&row, "is_healthy", BOOLOID, BoolGetDatum(c->is_healthy), c->is_healthy_isnull);
+	add_column(&row, "verdict", TEXTOID, CStringGetTextDatum(verdict_names[c->verdict]), false);
+	add_column(&row, "reasons", TEXTARRAYOID, reasons_array(c), false);
+	add_column(&row, "details", JSONBOID, JsonbPGetDatum(build_details(c)), false);
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "INSERT INTO canary.metrics AS m (");
+	for (int i = 0; i < row.count; i++)
+		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", row.columns[i]);
+	appendStringInfoString(&sql, ") VALUES (");
+	for (int i = 0; i < row.count; i++)
+		appendStringInfo(&sql, "%s$%d", i > 0 ? ", " : "", i + 1);
+	appendStringInfoString(&sql, ") RETURNING m.id, pg_catalog.to_jsonb(m.*)");
+
+	canary_spi_execute(sql.data, row.count, row.types, row.values, row.nulls,
+					   SPI_OK_INSERT_RETURNING, 1);
+	*snapshot = DatumGetJsonbP(canary_spi_get(0, 2, &isnull));
+	return DatumGetInt64(canary_spi_get(0, 1, &isnull));
+}
+
+
+/*
+ * Collection
+ */
+
+/*
+ * Compute the window start: at minus the window, moved up to stage start
+ * plus warmup while the rollout is running or paused.  A start at or after
+ * "at" leaves the window empty.
+ */
+static void
+compute_window(Collection *collection, const Interval *window)
+{
+	RolloutSettings *r = &collection->rollout;
+
+	collection->window_start =
+		DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+												TimestampTzGetDatum(collection->at),
+												IntervalPGetDatum(window)));
+	if ((strcmp(r->status, "running") == 0 || strcmp(r->status, "paused") == 0) &&
+		r->has_stage_window_start &&
+		r->stage_window_start > collection->window_start)
+		collection->window_start = r->stage_window_start;
+	if (collection->window_start > collection->at)
+		collection->window_start = collection->at;
+}
+
+/*
+ * Check the window and evaluation time of a collection.
+ */
+static void
+validate_collect_arguments(const Interval *window, TimestampTz at)
+{
+	Interval	zero = {0};
+
+	if (DatumGetInt32(DirectFunctionCall2(interval_cmp,
+										  IntervalPGetDatum(window),
+										  IntervalPGetDatum(&zero))) <= 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("evaluation window %s is not positive",
+						DatumGetCString(DirectFunctionCall1(interval_out,
+															IntervalPGetDatum(window)))),
+				 errhint("Give a positive interval, for example '10 minutes'.")));
+	if (TIMESTAMP_NOT_FINITE(at))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("evaluation time must be finite")));
+}
+
+/*
+ * Read both versions, compare them and decide.  Runs connected to SPI.
+ */
+static void
+collect(Collection *collection, const pg_uuid_t *deployment_id,
+		const Interval *window)
+{
+	RolloutSettings *r = &collection->rollout;
+	LogTable	table;
+	char	   *sql;
+	int			value_count;
+
+	/* Read the rollout and compute the window. */
+	load_rollout(deployment_id, r);
+	compute_window(collection, window);
+
+	/* Find the execution log and check its columns. */
+	resolve_log_table(&table);
+	check_log_columns(&table, r);
+
+	/* Read each version by its own index range scan. */
+	sql = build_window_query(&table, r);
+	read_version(collection, sql, r->baseline_version, &collection->baseline);
+	read_version(collection, sql, r->canary_version, &collection->canary);
+	value_count = r->metric_count + 1;
+	summarize_version(&collection->baseline, value_count);
+	summarize_version(&collection->canary, value_count);
+
+	/* Ratios are defined only for a positive baseline figure. */
+	collection->success_rate_ratio = get_float8_nan();
+	collection->p95_latency_ratio = get_float8_nan();
+	collection->expected_share = get_float8_nan();
+	collection->observed_share = get_float8_nan();
+	collection->sample_ratio_p_value = get_float8_nan();
+	if (collection->baseline.success_rate > 0.0)
+		collection->success_rate_ratio =
+			collection->canary.success_rate / collection->baseline.success_rate;
+	if (collection->baseline.samples[0].p95 > 0.0)
+		collection->p95_latency_ratio =
+			collection->canary.samples[0].p95 / collection->baseline.samples[0].p95;
+
+	decide(collection);
+}
+
+/*
+ * Collect metrics of a rollout over the window ending at "at" and store
+ * them as a canary.metrics row; see the file header for the window rules.
+ * Fills summary with figures allocated in the caller's memory context.  The
+ * caller may be connected to SPI and may be inside its own transaction.
+ */
+void
+canary_metrics_collect(const pg_uuid_t *deployment_id, const Interval *window,
+					   TimestampTz at, CanaryMetricsSummary *summary)
+{
+	MemoryContext caller = CurrentMemoryContext;
+	Collection *collection;
+	Jsonb	   *snapshot;
+	int			nest_level;
+
+	validate_collect_arguments(window, at);
+
+	collection = palloc0(sizeof(Collection));
+	collection->at = at;
+	collection->values_context = AllocSetContextCreate(caller,
+													   "canary metrics values",
+													   ALLOCSET_DEFAULT_SIZES);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	canary_run_with_safe_search_path_begin(&nest_level);
+
+	collect(collection, deployment_id, window);
+	summary->metrics_id = store_metrics(collection, deployment_id, &snapshot);
+
+	/* Copy the summary into the caller's context before SPI frees its own. */
+	MemoryContextSwitchTo(caller);
+	summary->canary_requests = collection->canary.requests;
+	summary->baseline_requests = collection->baseline.requests;
+	summary->canary_error_rate = collection->canary.error_rate;
+	summary->baseline_error_rate = collection->baseline.error_rate;
+	summary->canary_p95 = collection->canary.samples[0].p95;
+	summary->baseline_p95 = collection->baseline.samples[0].p95;
+	summary->verdict = collection->verdict;
+	summary->hard_limit_breached = collection->hard_limit_breached;
+	summary->baseline_unhealthy = collection->baseline_unhealthy;
+	summary->baseline_nodata = collection->baseline_nodata;
+	summary->sample_ratio_mismatch = collection->sample_ratio_mismatch;
+	summary->reason = join_reasons(collection);
+	summary->snapshot = (Jsonb *) PG_DETOAST_DATUM_COPY(JsonbPGetDatum(snapshot));
+	summary->is_healthy = collection->is_healthy;
+	summary->is_healthy_isnull = collection->is_healthy_isnull;
+
+	canary_run_with_safe_search_path_end(nest_level);
+	SPI_finish();
+	MemoryContextDelete(collection->values_context);
+	pfree(collection);
+}
+
+/*
+ * SQL function canary_collect_metrics(deployment_id, window, at): collects
+ * and stores the metrics of a rollout and returns the canary.metrics row.
+ */
+PG_FUNCTION_INFO_V1(canary_collect_metrics);
+Datum
+canary_collect_metrics(PG_FUNCTION_ARGS)
+{
+	CanaryMetricsSummary summary;
+	Oid			argtypes[1] = {INT8OID};
+	Datum		id;
+	Datum		result;
+	bool		isnull;
+
+	CANARY_REQUIRE_ARG(fcinfo, 0, "rollout id");
+	CANARY_REQUIRE_ARG(fcinfo, 1, "evaluation window");
+	CANARY_REQUIRE_ARG(fcinfo, 2, "evaluation time");
+
+	canary_metrics_collect(PG_GETARG_UUID_P(0), PG_GETARG_INTERVAL_P(1),
+						   PG_GETARG_TIMESTAMPTZ(2), &summary);
+
+	/* Return the stored row. */
+	id = Int64GetDatum(summary.metrics_id);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	canary_spi_execute("SELECT m FROM canary.metrics m WHERE m.id = $1",
+					   1, argtypes, &id, NULL, SPI_OK_SELECT, 1);
+	result = SPI_datumTransfer(canary_spi_get(0, 1, &isnull), false, -1);
+	SPI_finish();
+	PG_RETURN_DATUM(result);
 }
