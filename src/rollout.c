@@ -15,6 +15,7 @@
 
 #include <math.h>
 
+#include "access/xact.h"
 #include "catalog/pg_type.h"
 #include "executor/spi.h"
 #include "fmgr.h"
@@ -28,6 +29,7 @@
 #include "utils/uuid.h"
 
 #include "canary.h"
+#include "evaluation.h"
 #include "metrics.h"
 #include "rollout.h"
 #include "spi_helpers.h"
@@ -168,7 +170,7 @@ lock_agent(Datum agent_id)
  * rollout.  The caller holds the agent's row lock.
  */
 static void
-reject_active_rollout(Datum agent_id)
+reject_active_rollout(Datum agent_id, const char *hint)
 {
 	Oid			argtypes[1] = {TEXTOID};
 
@@ -183,7 +185,7 @@ reject_active_rollout(Datum agent_id)
 						TextDatumGetCString(agent_id)),
 				 errdetail("Rollout %s is %s.", canary_spi_get_text(0, 1),
 						   canary_spi_get_text(0, 2)),
-				 errhint("Promote or roll back that rollout first, or pass supersede => true to replace it.")));
+				 errhint("%s", hint)));
 }
 
 /*
@@ -229,7 +231,8 @@ canary_register_agent(PG_FUNCTION_ARGS)
 						   "WHERE agent_id = $1 FOR UPDATE",
 						   1, argtypes, values, NULL, SPI_OK_SELECT, 1) > 0 &&
 		strcmp(canary_spi_get_text(0, 1), version) != 0)
-		reject_active_rollout(values[0]);
+		reject_active_rollout(values[0],
+							  "Promote or roll back that rollout before changing the stable version.");
 
 	canary_spi_execute("INSERT INTO canary.agents AS a "
 					   "(agent_id, stable_version, organization_id) "
@@ -493,21 +496,42 @@ validate_create_arguments(FunctionCallInfo fcinfo)
 
 /*
  * End the agent's active rollout so a new one can start: its status becomes
- * superseded and its traffic returns to the baseline.  The caller holds the
- * agent's row lock.
+ * superseded and its traffic returns to the baseline, and the transition
+ * and its event are recorded.  The caller holds the agent's row lock.
  */
 static void
 supersede_active_rollout(Datum agent_id)
 {
 	Oid			argtypes[1] = {TEXTOID};
+	Datum		id;
+	char	   *id_text;
+	char	   *old_status;
+	char	   *old_percentage;
+	int			old_stage;
+	bool		isnull;
 
+	if (canary_spi_execute("SELECT id::text, status::text, current_stage, "
+						   "current_percentage::text FROM canary.deployments "
+						   "WHERE agent_id = $1 "
+						   "AND status IN ('pending', 'running', 'paused') FOR UPDATE",
+						   1, argtypes, &agent_id, NULL, SPI_OK_SELECT, 1) == 0)
+		return;
+	id_text = canary_spi_get_text(0, 1);
+	old_status = canary_spi_get_text(0, 2);
+	old_stage = DatumGetInt32(canary_spi_get(0, 3, &isnull));
+	old_percentage = canary_spi_get_text(0, 4);
+
+	id = CStringGetTextDatum(id_text);
 	canary_spi_execute("UPDATE canary.deployments SET status = 'superseded', "
 					   "current_percentage = 0, completed_at = now(), "
-					   "updated_at = now(), "
+					   "updated_at = now(), pause_kind = NULL, "
 					   "status_reason = 'superseded by a new rollout' "
-					   "WHERE agent_id = $1 "
-					   "AND status IN ('pending', 'running', 'paused')",
-					   1, argtypes, &agent_id, NULL, SPI_OK_UPDATE, 0);
+					   "WHERE id = $1::uuid",
+					   1, argtypes, &id, NULL, SPI_OK_UPDATE, 0);
+	canary_eval_record_transition(id_text, old_status, old_stage,
+								  old_percentage, "superseded",
+								  "superseded by a new rollout", false,
+								  GetCurrentTransactionStartTimestamp());
 }
 
 /*
@@ -575,7 +599,8 @@ canary_create(PG_FUNCTION_ARGS)
 	if (PG_GETARG_BOOL(ARG_SUPERSEDE))
 		supersede_active_rollout(PG_GETARG_DATUM(0));
 	else
-		reject_active_rollout(PG_GETARG_DATUM(0));
+		reject_active_rollout(PG_GETARG_DATUM(0),
+							  "Promote or roll back that rollout first, or pass supersede => true to replace it.");
 
 	/* Insert the rollout. */
 	for (int i = 0; i < (int) CREATE_COLUMN_COUNT; i++)
@@ -643,6 +668,9 @@ canary_start(PG_FUNCTION_ARGS)
 					   "started_at = $2, stage_started_at = $2, updated_at = now() "
 					   "WHERE id = $1",
 					   2, argtypes, values, NULL, SPI_OK_UPDATE, 0);
+	canary_eval_record_transition(id_text, "pending", 0, "0", "started",
+								  "started at stage 1", false,
+								  DatumGetTimestampTz(values[1]));
 	SPI_finish();
 	PG_RETURN_VOID();
 }
