@@ -224,10 +224,15 @@ route_cache_prepare(void)
 {
 	HASHCTL		ctl;
 
-	if (route_cache_stale && route_cache != NULL)
+	if (route_cache_stale)
 	{
-		MemoryContextReset(route_cache_context);
+		if (route_cache != NULL)
+			MemoryContextReset(route_cache_context);
 		route_cache = NULL;
+
+		/* The tables may have been dropped and created again. */
+		agents_relid = InvalidOid;
+		deployments_relid = InvalidOid;
 	}
 	route_cache_stale = false;
 

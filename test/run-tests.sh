@@ -13,6 +13,8 @@
 #   CANARY_VECTORS_DIR  reference vectors (default: ../shared/vectors)
 #   CANARY_TEST_PORT    port of the throwaway cluster (default: 55432)
 #   CANARY_SUITES       suites to run (default: "regress isolation tap")
+#   CANARY_REGRESS, CANARY_ISOLATION, CANARY_PROVE_TESTS
+#                       run only these tests of a suite (default: all)
 #
 set -euo pipefail
 
@@ -87,9 +89,18 @@ run_suite() {
 
 for suite in $suites; do
 	case $suite in
-		regress) run_suite regress installcheck ISOLATION= TAP_TESTS= ;;
-		isolation) run_suite isolation installcheck REGRESS= TAP_TESTS= ;;
-		tap) run_suite tap prove_installcheck ;;
+		regress)
+			args=(installcheck ISOLATION= TAP_TESTS=)
+			[ -n "${CANARY_REGRESS:-}" ] && args+=("REGRESS=$CANARY_REGRESS")
+			run_suite regress "${args[@]}" ;;
+		isolation)
+			args=(installcheck REGRESS= TAP_TESTS=)
+			[ -n "${CANARY_ISOLATION:-}" ] && args+=("ISOLATION=$CANARY_ISOLATION")
+			run_suite isolation "${args[@]}" ;;
+		tap)
+			args=(installcheck REGRESS= ISOLATION=)
+			[ -n "${CANARY_PROVE_TESTS:-}" ] && args+=("PROVE_TESTS=$CANARY_PROVE_TESTS")
+			run_suite tap "${args[@]}" ;;
 		*) echo "unrecognized suite \"$suite\"" >&2; exit 2 ;;
 	esac
 done

@@ -84,11 +84,17 @@ LANGUAGE C;
 COMMENT ON FUNCTION canary.routing_invalidate() IS
 'Trigger that makes every backend drop its cached routing after a change commits';
 
+-- Only changes of the columns that routing reads invalidate the caches, so
+-- that evaluations, which update a rollout's counters on every tick, keep
+-- them warm.
 CREATE TRIGGER routing_invalidate
-	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON canary.agents
+	AFTER INSERT OR UPDATE OF agent_id, stable_version OR DELETE OR TRUNCATE
+	ON canary.agents
 	FOR EACH STATEMENT EXECUTE FUNCTION canary.routing_invalidate();
 CREATE TRIGGER routing_invalidate
-	AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON canary.deployments
+	AFTER INSERT OR UPDATE OF id, agent_id, status, baseline_version,
+		canary_version, current_percentage OR DELETE OR TRUNCATE
+	ON canary.deployments
 	FOR EACH STATEMENT EXECUTE FUNCTION canary.routing_invalidate();
 
 --
