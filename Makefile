@@ -6,11 +6,15 @@ EXTVERSION = 1.0
 
 OBJS = \
 	src/canary.o \
+	src/evaluation.o \
 	src/metrics.o \
 	src/notify.o \
+	src/operator.o \
 	src/rollout.o \
 	src/routing.o \
-	src/spi_helpers.o
+	src/spi_helpers.o \
+	src/stats.o \
+	src/worker.o
 
 # The install script is assembled from one file per concern under
 # sql/install, in file name order, so each concern keeps its objects together.
@@ -21,8 +25,8 @@ PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 SHLIB_LINK = -lcrypto
 
-REGRESS = routing
-ISOLATION =
+REGRESS = routing statistics metrics lifecycle
+ISOLATION = routing_cache create_race evaluate_race rollback_promote_race route_transition
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation
 TAP_TESTS = 1
 PROVE_TESTS = test/t/*.pl

@@ -13,25 +13,73 @@
  */
 #include "postgres.h"
 
+#include <limits.h>
+
 #include "fmgr.h"
+#include "miscadmin.h"
 #include "utils/guc.h"
 
 #include "canary.h"
 #include "routing.h"
+#include "worker.h"
 
 PG_MODULE_MAGIC;
 
 void		_PG_init(void);
 
 /*
- * Module load callback: registers the routing cache's invalidation callback.
+ * Module load callback: registers the routing cache's invalidation callback
+ * and defines the settings.  While preloading, also registers the launcher
+ * of the background workers.
  */
 void
 _PG_init(void)
 {
 	canary_routing_init();
 
+	DefineCustomStringVariable("canary.execution_log_table",
+							   "Execution log table that metrics collection reads.",
+							   "A name without a schema means schema public. The table needs columns agent_id, version, status, latency_ms and \"timestamp\".",
+							   &canary_execution_log_table,
+							   "public.agent_execution_logs",
+							   PGC_SUSET, 0, NULL, NULL, NULL);
+
+	DefineCustomStringVariable("canary.database",
+							   "Databases whose running rollouts the background worker evaluates.",
+							   "A comma-separated list; one worker runs per database.",
+							   &canary_database,
+							   "postgres",
+							   PGC_SIGHUP, GUC_LIST_INPUT,
+							   canary_worker_check_database_list, NULL, NULL);
+
+	DefineCustomIntVariable("canary.evaluation_interval",
+							"Time between two evaluations of every running rollout by the background worker.",
+							NULL,
+							&canary_evaluation_interval,
+							30000, 100, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomBoolVariable("canary.worker_enabled",
+							 "Runs the background worker that evaluates rollouts.",
+							 "Takes effect only when canary is in shared_preload_libraries.",
+							 &canary_worker_enabled,
+							 true,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("canary.worker_role",
+							   "Role the background worker connects as.",
+							   "Empty means the bootstrap superuser. The role needs LOGIN and the right to run canary_evaluate().",
+							   &canary_worker_role,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
+
 	MarkGUCPrefixReserved("canary");
+
+	if (process_shared_preload_libraries_in_progress)
+		canary_worker_register_launcher();
 }
 
 /*

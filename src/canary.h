@@ -22,6 +22,15 @@
 /* search_path that SQL run by canary's C functions executes under. */
 #define CANARY_SAFE_SEARCH_PATH "pg_catalog, pg_temp"
 
+/* Setting canary.execution_log_table: the table metrics collection reads. */
+extern char *canary_execution_log_table;
+
+/* Background worker settings; see canary.c for their meaning. */
+extern char *canary_database;
+extern int	canary_evaluation_interval;
+extern bool canary_worker_enabled;
+extern char *canary_worker_role;
+
 extern void canary_run_with_safe_search_path_begin(int *nest_level);
 extern void canary_run_with_safe_search_path_end(int nest_level);
 
