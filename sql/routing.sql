@@ -211,6 +211,14 @@ SELECT replace(expect_error($$SELECT canary_start('$$ || :'rollout5' || $$')$$),
                :'rollout5', '<rollout id>');
 SELECT expect_error($$SELECT canary_start('00000000-0000-0000-0000-000000000000')$$);
 
+-- A caller may choose the rollout id, for example its deploy system's id,
+-- which makes routing reproducible across runs.
+SELECT canary_register_agent('id-agent', 'v1');
+SELECT canary_create('id-agent', 'v2', id => '6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f');
+SELECT canary_start('6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f');
+SELECT version, is_canary, canary_bucket('6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f', 'user-7') AS bucket
+FROM canary_route('id-agent', 'req', 'user-7');
+
 -- Routing functions declare the volatility and parallel safety a hot
 -- standby and parallel queries need.
 SELECT proname, provolatile, proparallel, proisstrict

@@ -284,6 +284,7 @@ static const CreateColumn create_columns[] = {
 	{"inconclusive_action", TEXTOID, 22},
 	{"approval_stages", INT4ARRAYOID, 23},
 	{"bake_time", INTERVALOID, 24},
+	{"id", UUIDOID, 26},
 };
 
 #define CREATE_COLUMN_COUNT lengthof(create_columns)
@@ -292,6 +293,7 @@ static const CreateColumn create_columns[] = {
 #define ARG_ORGANIZATION_ID 8
 #define ARG_CREATED_BY 9
 #define ARG_SUPERSEDE 25
+#define ARG_ID 26
 
 /* Names of canary_create's arguments, for messages about NULLs. */
 static const char *const create_argument_names[] = {
@@ -301,7 +303,7 @@ static const char *const create_argument_names[] = {
 	"success_statuses", "error_statuses", "metrics", "analysis", "alpha",
 	"failure_threshold", "max_stage_failures", "rollback_on_hard_limit",
 	"nodata_deadline", "nodata_action", "inconclusive_action",
-	"approval_stages", "bake_time", "supersede"
+	"approval_stages", "bake_time", "supersede", "id"
 };
 
 /*
@@ -432,7 +434,7 @@ validate_create_arguments(FunctionCallInfo fcinfo)
 	int32		value;
 
 	for (int i = 0; i < (int) lengthof(create_argument_names); i++)
-		if (i != ARG_ORGANIZATION_ID && i != ARG_CREATED_BY)
+		if (i != ARG_ORGANIZATION_ID && i != ARG_CREATED_BY && i != ARG_ID)
 			CANARY_REQUIRE_ARG(fcinfo, i, create_argument_names[i]);
 
 	if (VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(1)) == 0)
@@ -558,6 +560,8 @@ build_create_statement(void)
 							 "FROM canary.agents WHERE agent_id = $2))", i + 1);
 		else if (strcmp(column, "created_by") == 0)
 			appendStringInfo(&sql, "coalesce($%d, current_user)", i + 1);
+		else if (strcmp(column, "id") == 0)
+			appendStringInfo(&sql, "coalesce($%d, gen_random_uuid())", i + 1);
 		else
 			appendStringInfo(&sql, "$%d", i + 1);
 	}

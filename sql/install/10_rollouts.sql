@@ -37,7 +37,8 @@ CREATE FUNCTION canary_create(
 	inconclusive_action text DEFAULT 'pause',
 	approval_stages integer[] DEFAULT '{}',
 	bake_time interval DEFAULT '0',
-	supersede boolean DEFAULT false)
+	supersede boolean DEFAULT false,
+	id uuid DEFAULT NULL)
 RETURNS uuid
 AS 'MODULE_PATHNAME', 'canary_create'
 LANGUAGE C VOLATILE PARALLEL UNSAFE
@@ -46,7 +47,7 @@ COMMENT ON FUNCTION canary_create(text, text, numeric[], interval, integer,
 	double precision, double precision, double precision, text, text,
 	interval, interval, text[], text[], jsonb, text, double precision,
 	integer, integer, boolean, interval, text, text, integer[], interval,
-	boolean) IS
+	boolean, uuid) IS
 'Create a pending rollout of a canary version of an agent; returns its id';
 
 CREATE FUNCTION canary_start(id uuid, at timestamptz DEFAULT pg_catalog.now())
