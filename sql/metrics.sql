@@ -32,7 +32,9 @@ CREATE FUNCTION eval_at() RETURNS timestamptz
 LANGUAGE sql IMMUTABLE AS $$ SELECT timestamptz '2024-03-01 12:00:00+00' $$;
 
 -- Rollouts by scenario name; each scenario has its own agent, with stable
--- version v1 as the baseline and v2 as the canary.
+-- version v1 as the baseline and v2 as the canary.  They use the fixed
+-- thresholds (analysis 'threshold'); sql/sequential.sql tests the
+-- sequential judge.
 CREATE TABLE rollouts (scenario text PRIMARY KEY, id uuid NOT NULL);
 
 CREATE FUNCTION make_rollout(scenario text, stages numeric[] DEFAULT '{20,50,100}',
@@ -48,7 +50,8 @@ BEGIN
 	PERFORM canary_register_agent('metrics_' || scenario, 'v1');
 	rollout := canary_create('metrics_' || scenario, 'v2', stages => stages,
 							 warmup => warmup, metrics => metrics,
-							 max_error_rate => max_error_rate);
+							 max_error_rate => max_error_rate,
+							 analysis => 'threshold');
 	INSERT INTO rollouts VALUES (scenario, rollout);
 	IF start THEN
 		PERFORM canary_start(rollout, eval_at() - started);

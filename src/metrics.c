@@ -41,6 +41,7 @@
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
+#include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/pg_list.h"
 #include "utils/array.h"
@@ -78,6 +79,15 @@
 /* Rows fetched from the execution log cursor at a time. */
 #define FETCH_BATCH 1000
 
+/* Width of a time bucket of the sequential judge: one minute. */
+#define SEQUENTIAL_BUCKET_USECS (60 * USECS_PER_SEC)
+
+/* Tests of the sequential judge, in order; extra metrics follow. */
+#define SEQUENTIAL_ERRORS 0
+#define SEQUENTIAL_LATENCY_SHIFT 1
+#define SEQUENTIAL_LATENCY_TAIL 2
+#define SEQUENTIAL_FIRST_EXTRA 3
+
 /* Execution log table; see canary.c for the setting's definition. */
 char	   *canary_execution_log_table = NULL;
 
@@ -112,6 +122,12 @@ typedef struct RolloutSettings
 	Datum		error_statuses; /* text[] */
 	bool		has_stage_window_start;
 	TimestampTz stage_window_start; /* stage start plus warmup */
+	bool		has_stage_start;
+	TimestampTz stage_start;
+	bool		has_attempt_start;
+	TimestampTz attempt_start;	/* attempt_started_at, else started_at */
+	TimestampTz attempt_window_start;	/* attempt start plus warmup */
+	int32		attempt;
 	MetricConfig metrics[CANARY_METRICS_MAX_EXTRA];
 	int			metric_count;
 } RolloutSettings;
@@ -149,6 +165,24 @@ typedef struct VersionWindow
 	ValueSample *samples;
 } VersionWindow;
 
+/* One version's rows of one time bucket of the sequential judge. */
+typedef struct BucketSide
+{
+	int64		requests;		/* rows with a success or error status */
+	int64		errors;
+	ValueSample *samples;		/* latency_ms, then each extra metric */
+} BucketSide;
+
+/* A cursor over one version's rows with its current batch. */
+typedef struct VersionStream
+{
+	Portal		portal;
+	SPITupleTable *batch;
+	uint64		rows;			/* rows in batch */
+	uint64		next;			/* next row of batch to read */
+	bool		done;
+} VersionStream;
+
 /* Statistical comparison of one metric; NaN marks a missing number. */
 typedef struct MetricComparison
 {
@@ -176,12 +210,48 @@ typedef struct LogTable
 	char	   *qualified;		/* quoted schema.table for SQL */
 } LogTable;
 
+/*
+ * Evidence of the sequential judge over the complete time buckets of the
+ * current attempt; see the comment above read_sequential.
+ */
+typedef struct SequentialEvidence
+{
+	bool		computed;		/* false when the rollout has not started */
+	TimestampTz origin;			/* attempt start plus warmup */
+	TimestampTz end;			/* end of the last complete bucket */
+	int64		complete_buckets;	/* buckets in (origin, end] */
+	int64		excluded_buckets;	/* dropped around a traffic change */
+	TimestampTz *changes;		/* traffic changes in the attempt */
+	TimestampTz *change_ends;	/* each change plus warmup */
+	int			change_count;
+	int			test_count;
+	const char *names[CANARY_METRICS_MAX_EXTRA + 3];
+	const char *events[CANARY_METRICS_MAX_EXTRA + 3];	/* what counts */
+	CanarySequentialTest tests[CANARY_METRICS_MAX_EXTRA + 3];
+	bool		failed[CANARY_METRICS_MAX_EXTRA + 3];
+	double		test_alpha;		/* alpha split over the tests */
+	double		log_threshold;	/* log(1 / test_alpha) */
+	int64		canary_errors;	/* over every complete bucket */
+	int64		canary_requests;
+	int64		baseline_errors;
+	int64		baseline_requests;
+	double		canary_rate_log_evidence;	/* error rate > max_error_rate */
+	double		baseline_rate_log_evidence;
+	bool		rate_breached;
+	char	   *summary;		/* the evidence in one line */
+} SequentialEvidence;
+
 /* State and results of one collection. */
 typedef struct Collection
 {
 	RolloutSettings rollout;
 	TimestampTz at;
 	TimestampTz window_start;
+	TimestampTz baseline_window_start;	/* differs at 100% traffic */
+	TimestampTz baseline_window_end;
+	bool		historic_baseline;
+	bool		sequential;		/* analysis is 'sequential' */
+	SequentialEvidence evidence;
 	MemoryContext values_context;
 	VersionWindow baseline;
 	VersionWindow canary;
@@ -439,7 +509,11 @@ load_rollout(const pg_uuid_t *deployment_id, RolloutSettings *rollout)
 						   "current_percentage::float8, min_samples, "
 						   "success_rate_ratio, p95_latency_ratio, "
 						   "max_error_rate, alpha, analysis, success_statuses, "
-						   "error_statuses, metrics, stage_started_at + warmup "
+						   "error_statuses, metrics, stage_started_at + warmup, "
+						   "stage_started_at, "
+						   "coalesce(attempt_started_at, started_at), "
+						   "coalesce(attempt_started_at, started_at) + warmup, "
+						   "attempt "
 						   "FROM canary.deployments WHERE id = $1",
 						   1, argtypes, &id, NULL, SPI_OK_SELECT, 1) == 0)
 		ereport(ERROR,
@@ -467,6 +541,13 @@ load_rollout(const pg_uuid_t *deployment_id, RolloutSettings *rollout)
 	rollout->stage_window_start =
 		DatumGetTimestampTz(canary_spi_get(0, 17, &isnull));
 	rollout->has_stage_window_start = !isnull;
+	rollout->stage_start = DatumGetTimestampTz(canary_spi_get(0, 18, &isnull));
+	rollout->has_stage_start = !isnull;
+	rollout->attempt_start = DatumGetTimestampTz(canary_spi_get(0, 19, &isnull));
+	rollout->has_attempt_start = !isnull;
+	rollout->attempt_window_start =
+		DatumGetTimestampTz(canary_spi_get(0, 20, &isnull));
+	rollout->attempt = DatumGetInt32(canary_spi_get(0, 21, &isnull));
 }
 
 /*
@@ -569,17 +650,22 @@ check_log_columns(const LogTable *table, const RolloutSettings *rollout)
  */
 
 /*
- * Build the per-version query.  Columns: status class (1 success, 2 error,
- * 0 otherwise), latency_ms, then each extra metric, all as float8.
+ * Build the per-version query.  Columns: "timestamp" when with_timestamp,
+ * then status class (1 success, 2 error, 0 otherwise), latency_ms and each
+ * extra metric, all as float8.
  */
 static char *
-build_window_query(const LogTable *table, const RolloutSettings *rollout)
+build_window_query(const LogTable *table, const RolloutSettings *rollout,
+				   bool with_timestamp)
 {
 	StringInfoData sql;
 
 	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT ");
+	if (with_timestamp)
+		appendStringInfoString(&sql, "\"timestamp\", ");
 	appendStringInfoString(&sql,
-						   "SELECT CASE WHEN status::text = ANY ($5) THEN 1 "
+						   "CASE WHEN status::text = ANY ($5) THEN 1 "
 						   "WHEN status::text = ANY ($6) THEN 2 ELSE 0 END, "
 						   "latency_ms::float8");
 	for (int i = 0; i < rollout->metric_count; i++)
@@ -656,12 +742,12 @@ add_row(VersionWindow *window, int value_count, MemoryContext context,
 }
 
 /*
- * Read one version's rows in (start, at] through a cursor, so that memory
+ * Read one version's rows in (start, end] through a cursor, so that memory
  * stays bounded however many rows the window holds.
  */
 static void
 read_version(Collection *collection, const char *sql, const char *version,
-			 VersionWindow *window)
+			 TimestampTz start, TimestampTz end, VersionWindow *window)
 {
 	RolloutSettings *rollout = &collection->rollout;
 	int			value_count = rollout->metric_count + 1;
@@ -672,8 +758,8 @@ read_version(Collection *collection, const char *sql, const char *version,
 
 	values[0] = CStringGetTextDatum(rollout->agent_id);
 	values[1] = CStringGetTextDatum(version);
-	values[2] = TimestampTzGetDatum(collection->window_start);
-	values[3] = TimestampTzGetDatum(collection->at);
+	values[2] = TimestampTzGetDatum(start);
+	values[3] = TimestampTzGetDatum(end);
 	values[4] = rollout->success_statuses;
 	values[5] = rollout->error_statuses;
 
@@ -735,6 +821,444 @@ summarize_version(VersionWindow *window, int value_count)
 		sample->p95 = canary_stats_percentile_sorted(sample->values, sample->kept, 0.95);
 		sample->p99 = canary_stats_percentile_sorted(sample->values, sample->kept, 0.99);
 	}
+}
+
+
+/*
+ * The sequential judge
+ *
+ * Method.  Time since the attempt started plus warmup is cut into buckets
+ * of SEQUENTIAL_BUCKET_USECS (one minute), (origin + j w, origin + (j+1) w];
+ * a bucket counts once its end is at or before the evaluation time.  In
+ * each bucket, every event metric gives a 2x2 table: canary events among
+ * canary requests against baseline events among baseline requests.  Event
+ * metrics, in this order:
+ *   errors         an error status, among rows with a success or error status;
+ *   latency_shift  latency strictly above the bucket's pooled median (both
+ *                  versions' latencies together);
+ *   latency_tail   latency strictly above the bucket's pooled p95, which sees
+ *                  a slower tail even when the median does not move;
+ *   <column>       each extra metric strictly beyond the bucket's pooled
+ *                  median in its bad direction.
+ * Each metric's tables feed a test martingale (canary_stats_sequential_add
+ * in stats.c): a mixture over odds ratios psi > 1 of products of Fisher
+ * noncentral hypergeometric likelihood ratios.  The metric fails once its
+ * evidence M has reached 1/a at the end of any complete bucket, with
+ * a = alpha / (event metrics + 1): a Bonferroni split over the event
+ * metrics and the error-rate limit below.
+ *
+ * Guarantee.  If the canary is no worse than the baseline, the probability
+ * that any test ever fails during the attempt, over all evaluations however
+ * often they run, is at most the rollout's alpha.  Within a metric this is
+ * Ville's inequality, P(sup M >= 1/a) <= a; across metrics it is the
+ * Bonferroni split.  The tables are exact at any count: no normal
+ * approximation is involved.
+ *
+ * Assumptions.  (1) Within a bucket, canary and baseline requests are
+ * exchangeable when the canary is no worse: routing is random and
+ * independent of the request's outcome, and both versions serve the same
+ * minute, so load and time of day cancel out.  Buckets that contain a
+ * traffic change of the attempt, or lie within warmup after one, are
+ * dropped, because the canary's share changes within them.  (2) Requests
+ * are independent given the bucket's pooled data, or at least no version's
+ * outcomes depend on the other's routing.  (3) A row is written with a
+ * "timestamp" inside the bucket before the bucket is judged; rows that
+ * arrive later change past buckets.  (4) "No worse" means an odds ratio of
+ * at most 1 for errors; for latency and extra metrics the guarantee is exact
+ * when both versions have the same distribution, and holds for a better
+ * canary when its density ratio to the baseline decreases in the bad
+ * direction (monotone likelihood ratio).
+ *
+ * Error-rate limit.  The fixed thresholds do not fail a sequential rollout,
+ * with one exception: the canary's error rate over the attempt fails as a
+ * hard limit when its evidence of exceeding max_error_rate reaches 1/a
+ * (canary_stats_rate_log_evidence, a binomial mixture likelihood ratio,
+ * valid over all looks like the tests above).  A one-sided Clopper-Pearson
+ * bound at level a would be exact at one look but not over repeated looks,
+ * which is why it is not used.  The same evidence for the baseline marks
+ * the baseline unhealthy, and a canary breach that the baseline shares is
+ * left to that check.  This check assumes independent requests: bursts of
+ * errors above max_error_rate count as evidence of a breach.
+ *
+ * Limits.  Evidence grows with the number of events, not requests: with a
+ * 1% error rate, 100 requests per minute and 5% canary traffic, the canary
+ * sees about 1.5 errors in a 30-minute stage, so a doubling of the error
+ * rate cannot be told from noise in the first stages.  The cost of a
+ * collection grows with the rows since the attempt started: both versions
+ * are read again through the (agent_id, version, "timestamp") index at every
+ * evaluation, merged bucket by bucket so that memory holds one bucket (at
+ * most CANARY_METRICS_MAX_SAMPLE values per column and version, a reservoir
+ * sample above that).
+ *
+ * Reasons.  A failed test reports its evidence against the threshold, the
+ * buckets it used, both versions' event counts and the Mantel-Haenszel odds
+ * ratio; otherwise one reason lists every test's evidence.
+ */
+
+/*
+ * Open a cursor over one version's rows of the sequential read.
+ */
+static void
+stream_open(Collection *collection, const char *sql, const char *version,
+			VersionStream *stream)
+{
+	RolloutSettings *rollout = &collection->rollout;
+	Oid			argtypes[6] = {TEXTOID, TEXTOID, TIMESTAMPTZOID,
+	TIMESTAMPTZOID, TEXTARRAYOID, TEXTARRAYOID};
+	Datum		values[6];
+
+	values[0] = CStringGetTextDatum(rollout->agent_id);
+	values[1] = CStringGetTextDatum(version);
+	values[2] = TimestampTzGetDatum(collection->evidence.origin);
+	values[3] = TimestampTzGetDatum(collection->evidence.end);
+	values[4] = rollout->success_statuses;
+	values[5] = rollout->error_statuses;
+
+	memset(stream, 0, sizeof(VersionStream));
+	stream->portal = SPI_cursor_open_with_args(NULL, sql, 6, argtypes, values,
+											   NULL, false,
+											   CURSOR_OPT_NO_SCROLL);
+}
+
+/*
+ * Return the current row of a stream, fetching the next batch when needed,
+ * and set *bucket to its bucket number.  Returns NULL at the end.
+ */
+static HeapTuple
+stream_peek(Collection *collection, VersionStream *stream, int64 *bucket)
+{
+	TimestampTz timestamp;
+	bool		isnull;
+
+	if (stream->done)
+		return NULL;
+	if (stream->next >= stream->rows)
+	{
+		if (stream->batch != NULL)
+			SPI_freetuptable(stream->batch);
+		SPI_cursor_fetch(stream->portal, true, FETCH_BATCH);
+		stream->batch = SPI_tuptable;
+		stream->rows = SPI_processed;
+		stream->next = 0;
+		if (stream->rows == 0)
+		{
+			stream->done = true;
+			return NULL;
+		}
+	}
+
+	timestamp = DatumGetTimestampTz(SPI_getbinval(stream->batch->vals[stream->next],
+												  stream->batch->tupdesc, 1,
+												  &isnull));
+	*bucket = (timestamp - collection->evidence.origin - 1) /
+		SEQUENTIAL_BUCKET_USECS;
+	return stream->batch->vals[stream->next];
+}
+
+/*
+ * Close a stream and free its last batch.
+ */
+static void
+stream_close(VersionStream *stream)
+{
+	if (stream->batch != NULL)
+		SPI_freetuptable(stream->batch);
+	SPI_cursor_close(stream->portal);
+}
+
+/*
+ * Empty a bucket side, keeping its value buffers.  The reservoir seed is
+ * reset so that every bucket is sampled the same way on every collection.
+ */
+static void
+bucket_reset(BucketSide *side, int value_count)
+{
+	side->requests = 0;
+	side->errors = 0;
+	for (int i = 0; i < value_count; i++)
+	{
+		ValueSample *sample = &side->samples[i];
+
+		sample->count = 0;
+		sample->missing = 0;
+		sample->sum = 0.0;
+		sample->kept = 0;
+		sample->sampled = false;
+		pg_prng_seed(&sample->prng, RESERVOIR_SEED);
+	}
+}
+
+/*
+ * Move a stream's rows of one bucket into side.  Columns: "timestamp",
+ * status class, latency_ms, extra metrics.
+ */
+static void
+stream_consume(Collection *collection, VersionStream *stream, int64 bucket,
+			   BucketSide *side, int value_count)
+{
+	HeapTuple	tuple;
+	int64		row_bucket;
+
+	while ((tuple = stream_peek(collection, stream, &row_bucket)) != NULL &&
+		   row_bucket == bucket)
+	{
+		TupleDesc	desc = stream->batch->tupdesc;
+		bool		isnull;
+		int32		status_class = DatumGetInt32(SPI_getbinval(tuple, desc, 2,
+															   &isnull));
+
+		if (status_class == 1 || status_class == 2)
+			side->requests++;
+		if (status_class == 2)
+			side->errors++;
+		for (int i = 0; i < value_count; i++)
+		{
+			Datum		value = SPI_getbinval(tuple, desc, i + 3, &isnull);
+
+			if (!isnull)
+				sample_add(&side->samples[i], collection->values_context,
+						   DatumGetFloat8(value));
+		}
+		stream->next++;
+	}
+}
+
+/*
+ * Count the values strictly above cut, or strictly below it when below is
+ * set.
+ */
+static int64
+count_beyond(const double *values, int n, double cut, bool below)
+{
+	int64		count = 0;
+
+	for (int i = 0; i < n; i++)
+		if (below ? values[i] < cut : values[i] > cut)
+			count++;
+	return count;
+}
+
+/*
+ * Add one bucket's table of a value column to test: the events are the
+ * values beyond the pooled percentile `fraction` of both versions' values
+ * in the bucket.  Scratch memory goes to the current context, which the
+ * caller resets after each bucket.
+ */
+static void
+add_value_table(CanarySequentialTest *test, const ValueSample *canary,
+				const ValueSample *baseline, double fraction, bool below)
+{
+	int			n = canary->kept + baseline->kept;
+	double	   *pooled;
+	double		cut;
+
+	if (canary->kept == 0 || baseline->kept == 0)
+		return;
+
+	pooled = palloc(sizeof(double) * n);
+	memcpy(pooled, canary->values, sizeof(double) * canary->kept);
+	memcpy(pooled + canary->kept, baseline->values,
+		   sizeof(double) * baseline->kept);
+	qsort(pooled, n, sizeof(double), compare_doubles);
+	cut = canary_stats_percentile_sorted(pooled, n, fraction);
+
+	canary_stats_sequential_add(test,
+								count_beyond(canary->values, canary->kept,
+											 cut, below),
+								canary->kept,
+								count_beyond(baseline->values, baseline->kept,
+											 cut, below),
+								baseline->kept);
+}
+
+/*
+ * Whether bucket j, (start, end], overlaps a traffic change of the attempt
+ * or the warmup after it: start < change + warmup and change < end.
+ */
+static bool
+bucket_excluded(const SequentialEvidence *e, int64 j)
+{
+	TimestampTz start = e->origin + j * SEQUENTIAL_BUCKET_USECS;
+	TimestampTz end = start + SEQUENTIAL_BUCKET_USECS;
+
+	for (int i = 0; i < e->change_count; i++)
+		if (start < e->change_ends[i] && e->changes[i] < end)
+			return true;
+	return false;
+}
+
+/*
+ * Judge one bucket: add its tables to every test.
+ */
+static void
+judge_bucket(Collection *collection, BucketSide *canary,
+			 BucketSide *baseline, int64 j)
+{
+	SequentialEvidence *e = &collection->evidence;
+	RolloutSettings *r = &collection->rollout;
+
+	/* The error-rate limit needs no baseline, so it reads every bucket. */
+	e->canary_errors += canary->errors;
+	e->canary_requests += canary->requests;
+	e->baseline_errors += baseline->errors;
+	e->baseline_requests += baseline->requests;
+	if (bucket_excluded(e, j))
+	{
+		e->excluded_buckets++;
+		return;
+	}
+
+	canary_stats_sequential_add(&e->tests[SEQUENTIAL_ERRORS],
+								canary->errors, canary->requests,
+								baseline->errors, baseline->requests);
+	add_value_table(&e->tests[SEQUENTIAL_LATENCY_SHIFT], &canary->samples[0],
+					&baseline->samples[0], 0.50, false);
+	add_value_table(&e->tests[SEQUENTIAL_LATENCY_TAIL], &canary->samples[0],
+					&baseline->samples[0], 0.95, false);
+	for (int i = 0; i < r->metric_count; i++)
+		add_value_table(&e->tests[SEQUENTIAL_FIRST_EXTRA + i],
+						&canary->samples[i + 1], &baseline->samples[i + 1],
+						0.50, r->metrics[i].decrease_is_bad);
+}
+
+/*
+ * Read the attempt's traffic changes: every transition of the current
+ * attempt that changed the canary's percentage after the origin, and each
+ * change plus warmup.
+ */
+static void
+read_traffic_changes(Collection *collection, const pg_uuid_t *deployment_id)
+{
+	SequentialEvidence *e = &collection->evidence;
+	Oid			argtypes[3] = {UUIDOID, INT4OID, TIMESTAMPTZOID};
+	Datum		values[3];
+	uint64		rows;
+	bool		isnull;
+
+	values[0] = UUIDPGetDatum(deployment_id);
+	values[1] = Int32GetDatum(collection->rollout.attempt);
+	values[2] = TimestampTzGetDatum(e->origin);
+	rows = canary_spi_execute("SELECT t.at, t.at + d.warmup "
+							  "FROM canary.transitions t "
+							  "JOIN canary.deployments d ON d.id = t.deployment_id "
+							  "WHERE t.deployment_id = $1 AND t.attempt = $2 "
+							  "AND t.old_percentage IS DISTINCT FROM t.new_percentage "
+							  "AND t.at + d.warmup > $3 ORDER BY t.at",
+							  3, argtypes, values, NULL, SPI_OK_SELECT, 0);
+
+	e->change_count = (int) rows;
+	e->changes = palloc(sizeof(TimestampTz) * Max(rows, 1));
+	e->change_ends = palloc(sizeof(TimestampTz) * Max(rows, 1));
+	for (uint64 i = 0; i < rows; i++)
+	{
+		e->changes[i] = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i],
+														  SPI_tuptable->tupdesc,
+														  1, &isnull));
+		e->change_ends[i] = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i],
+															  SPI_tuptable->tupdesc,
+															  2, &isnull));
+	}
+}
+
+/*
+ * Name the tests of the sequential judge, set them up and split alpha.
+ */
+static void
+init_sequential(Collection *collection)
+{
+	SequentialEvidence *e = &collection->evidence;
+	RolloutSettings *r = &collection->rollout;
+
+	e->test_count = SEQUENTIAL_FIRST_EXTRA + r->metric_count;
+	e->names[SEQUENTIAL_ERRORS] = "errors";
+	e->events[SEQUENTIAL_ERRORS] = "errors";
+	e->names[SEQUENTIAL_LATENCY_SHIFT] = "latency_shift";
+	e->events[SEQUENTIAL_LATENCY_SHIFT] = "latencies above the bucket's pooled median";
+	e->names[SEQUENTIAL_LATENCY_TAIL] = "latency_tail";
+	e->events[SEQUENTIAL_LATENCY_TAIL] = "latencies above the bucket's pooled p95";
+	for (int i = 0; i < r->metric_count; i++)
+	{
+		e->names[SEQUENTIAL_FIRST_EXTRA + i] = r->metrics[i].column;
+		e->events[SEQUENTIAL_FIRST_EXTRA + i] = r->metrics[i].decrease_is_bad ?
+			"values below the bucket's pooled median" :
+			"values above the bucket's pooled median";
+	}
+	for (int i = 0; i < e->test_count; i++)
+		canary_stats_sequential_init(&e->tests[i], NULL, NULL, 0);
+
+	/* One share for each event metric and one for the error-rate limit */
+	e->test_alpha = r->alpha / (e->test_count + 1);
+	e->log_threshold = -log(e->test_alpha);
+}
+
+/*
+ * Compute the sequential evidence of the current attempt: read both
+ * versions' rows of every complete bucket since the origin, one cursor per
+ * version in "timestamp" order, and merge them bucket by bucket.  A rollout
+ * that has not started has no evidence.
+ */
+static void
+read_sequential(Collection *collection, const LogTable *table,
+				const pg_uuid_t *deployment_id)
+{
+	SequentialEvidence *e = &collection->evidence;
+	RolloutSettings *r = &collection->rollout;
+	int			value_count = r->metric_count + 1;
+	char	   *sql = build_window_query(table, r, true);
+	MemoryContext bucket_context;
+	MemoryContext old_context;
+	VersionStream canary_stream;
+	VersionStream baseline_stream;
+	BucketSide	canary;
+	BucketSide	baseline;
+
+	init_sequential(collection);
+	if (!r->has_attempt_start || collection->at <= r->attempt_window_start)
+		return;
+
+	/* The last complete bucket ends at or before "at". */
+	e->computed = true;
+	e->origin = r->attempt_window_start;
+	e->complete_buckets = (collection->at - e->origin) / SEQUENTIAL_BUCKET_USECS;
+	e->end = e->origin + e->complete_buckets * SEQUENTIAL_BUCKET_USECS;
+	read_traffic_changes(collection, deployment_id);
+
+	canary.samples = palloc0(value_count * sizeof(ValueSample));
+	baseline.samples = palloc0(value_count * sizeof(ValueSample));
+	bucket_context = AllocSetContextCreate(CurrentMemoryContext,
+										   "canary sequential bucket",
+										   ALLOCSET_DEFAULT_SIZES);
+	stream_open(collection, sql, r->canary_version, &canary_stream);
+	stream_open(collection, sql, r->baseline_version, &baseline_stream);
+
+	for (;;)
+	{
+		int64		canary_bucket = PG_INT64_MAX;
+		int64		baseline_bucket = PG_INT64_MAX;
+		int64		j;
+
+		/* The next bucket is the earlier one of the two streams' rows. */
+		(void) stream_peek(collection, &canary_stream, &canary_bucket);
+		(void) stream_peek(collection, &baseline_stream, &baseline_bucket);
+		if (canary_stream.done && baseline_stream.done)
+			break;
+		j = Min(canary_bucket, baseline_bucket);
+
+		bucket_reset(&canary, value_count);
+		bucket_reset(&baseline, value_count);
+		stream_consume(collection, &canary_stream, j, &canary, value_count);
+		stream_consume(collection, &baseline_stream, j, &baseline, value_count);
+
+		old_context = MemoryContextSwitchTo(bucket_context);
+		judge_bucket(collection, &canary, &baseline, j);
+		MemoryContextSwitchTo(old_context);
+		MemoryContextReset(bucket_context);
+		CHECK_FOR_INTERRUPTS();
+	}
+
+	stream_close(&canary_stream);
+	stream_close(&baseline_stream);
+	MemoryContextDelete(bucket_context);
 }
 
 
@@ -1063,28 +1587,14 @@ check_sample_ratio(Collection *collection)
 }
 
 /*
- * Decide health and verdict from the checks, and write every reason.
- *
- * TODO: when analysis is 'sequential', judge with error-controlled
- * sequential bounds and return INCONCLUSIVE until they decide; for now both
- * analyses use the fixed thresholds plus the statistical verdicts.
+ * Decide with the fixed thresholds plus the stage's statistical tests, each
+ * at alpha: analysis 'threshold'.
  */
 static void
-decide(Collection *collection)
+decide_threshold(Collection *collection)
 {
 	RolloutSettings *r = &collection->rollout;
 	bool		failed = false;
-
-	collection->canary_nodata = collection->canary.requests < r->min_samples;
-	collection->baseline_nodata = collection->baseline.requests < r->min_samples;
-	if (collection->canary_nodata)
-		add_reason(collection,
-				   "canary has %lld requests in the window, fewer than min_samples %lld",
-				   (long long) collection->canary.requests, (long long) r->min_samples);
-	if (collection->baseline_nodata)
-		add_reason(collection,
-				   "baseline has %lld requests in the window, fewer than min_samples %lld",
-				   (long long) collection->baseline.requests, (long long) r->min_samples);
 
 	check_hard_limits(collection);
 	compare_metrics(collection);
@@ -1123,6 +1633,221 @@ decide(Collection *collection)
 	collection->is_healthy = !(failed || collection->hard_limit_breached);
 	collection->verdict = collection->is_healthy ?
 		CANARY_VERDICT_PASS : CANARY_VERDICT_FAIL;
+}
+
+/*
+ * Format evidence given as its logarithm: three significant digits below
+ * 1000, whole numbers below a million, and e^x from there on.
+ */
+static char *
+format_evidence(double log_evidence)
+{
+	double		evidence = exp(log_evidence);
+
+	if (evidence >= 1e6)
+		return psprintf("e^%.1f", log_evidence);
+	if (evidence >= 1000.0)
+		return psprintf("%.0f", evidence);
+	return psprintf("%.3g", evidence);
+}
+
+/*
+ * Fail every sequential test whose evidence has reached the threshold at
+ * the end of some bucket, and explain it.  A failed critical extra metric
+ * counts as a hard-limit breach.  Returns true when any test failed.
+ */
+static bool
+check_sequential_tests(Collection *collection)
+{
+	SequentialEvidence *e = &collection->evidence;
+	bool		failed = false;
+
+	for (int i = 0; i < e->test_count; i++)
+	{
+		CanarySequentialTest *t = &e->tests[i];
+
+		if (t->max_log_evidence < e->log_threshold)
+			continue;
+		e->failed[i] = failed = true;
+		if (i >= SEQUENTIAL_FIRST_EXTRA &&
+			collection->rollout.metrics[i - SEQUENTIAL_FIRST_EXTRA].critical)
+			collection->hard_limit_breached = true;
+		add_reason(collection,
+				   "%s%s worse in the canary: evidence e^%.2f = %s against threshold %s over %lld buckets, canary %lld/%lld vs baseline %lld/%lld %s, estimated odds ratio %.2f",
+				   i >= SEQUENTIAL_FIRST_EXTRA &&
+				   collection->rollout.metrics[i - SEQUENTIAL_FIRST_EXTRA].critical ?
+				   "critical metric " : "",
+				   e->names[i], t->max_log_evidence,
+				   format_evidence(t->max_log_evidence),
+				   format_evidence(e->log_threshold), (long long) t->buckets,
+				   (long long) t->canary_events,
+				   (long long) t->canary_requests,
+				   (long long) t->baseline_events,
+				   (long long) t->baseline_requests, e->events[i],
+				   canary_stats_sequential_odds_ratio(t));
+	}
+	return failed;
+}
+
+/*
+ * Check the error-rate limit of the sequential judge over the attempt's
+ * buckets: the baseline is unhealthy when its evidence of exceeding
+ * max_error_rate reaches the threshold, and otherwise the canary breaks the
+ * hard limit when its evidence does.
+ */
+static void
+check_sequential_rate_limit(Collection *collection)
+{
+	SequentialEvidence *e = &collection->evidence;
+	double		limit = collection->rollout.max_error_rate;
+
+	e->canary_rate_log_evidence =
+		canary_stats_rate_log_evidence(&e->tests[SEQUENTIAL_ERRORS],
+									   e->canary_errors, e->canary_requests,
+									   limit);
+	e->baseline_rate_log_evidence =
+		canary_stats_rate_log_evidence(&e->tests[SEQUENTIAL_ERRORS],
+									   e->baseline_errors,
+									   e->baseline_requests, limit);
+
+	if (e->baseline_rate_log_evidence >= e->log_threshold)
+	{
+		collection->baseline_unhealthy = true;
+		add_reason(collection,
+				   "baseline error rate %.2f%% (%lld of %lld requests since the attempt started) is above the maximum of %.2f%% as well, with evidence %s against threshold %s, so the cause may lie outside the canary",
+				   100.0 * e->baseline_errors / e->baseline_requests,
+				   (long long) e->baseline_errors,
+				   (long long) e->baseline_requests, 100.0 * limit,
+				   format_evidence(e->baseline_rate_log_evidence),
+				   format_evidence(e->log_threshold));
+	}
+	else if (e->canary_rate_log_evidence >= e->log_threshold)
+	{
+		e->rate_breached = true;
+		collection->hard_limit_breached = true;
+		add_reason(collection,
+				   "canary error rate %.2f%% (%lld of %lld requests since the attempt started) is above the maximum of %.2f%%: evidence %s against threshold %s",
+				   100.0 * e->canary_errors / e->canary_requests,
+				   (long long) e->canary_errors,
+				   (long long) e->canary_requests, 100.0 * limit,
+				   format_evidence(e->canary_rate_log_evidence),
+				   format_evidence(e->log_threshold));
+	}
+}
+
+/*
+ * Write the evidence of every sequential test in one line, such as
+ * "sequential evidence, 400 needed per test: errors M = 2.3 over 41
+ * buckets, ...".
+ */
+static void
+describe_evidence(Collection *collection)
+{
+	SequentialEvidence *e = &collection->evidence;
+	StringInfoData text;
+
+	initStringInfo(&text);
+	if (!e->computed || e->complete_buckets == 0)
+	{
+		e->summary = pstrdup("sequential evidence: none yet, no complete one-minute bucket since the attempt started");
+		return;
+	}
+
+	appendStringInfo(&text, "sequential evidence, %s needed per test:",
+					 format_evidence(e->log_threshold));
+	for (int i = 0; i < e->test_count; i++)
+		appendStringInfo(&text, "%s %s M = %s over %lld buckets",
+						 i > 0 ? "," : "", e->names[i],
+						 format_evidence(e->tests[i].log_evidence),
+						 (long long) e->tests[i].buckets);
+	appendStringInfo(&text, ", canary error rate above %.2f%% M = %s over %lld requests",
+					 100.0 * collection->rollout.max_error_rate,
+					 format_evidence(e->canary_rate_log_evidence),
+					 (long long) e->canary_requests);
+	if (e->excluded_buckets > 0)
+		appendStringInfo(&text, " (%lld buckets around traffic changes left out)",
+						 (long long) e->excluded_buckets);
+	e->summary = text.data;
+}
+
+/*
+ * Decide with the sequential judge; see the comment above read_sequential.
+ * The stage's comparisons are still run and stored, but a test result of
+ * theirs never fails the verdict; only a must_have_data metric without
+ * data does, as in threshold mode.  A failed sequential test fails the
+ * verdict even when the stage has fewer than min_samples rows, because
+ * its guarantee does not depend on min_samples.
+ */
+static void
+decide_sequential(Collection *collection)
+{
+	bool		failed = false;
+
+	compare_metrics(collection);
+	for (int i = 0; i < collection->comparison_count; i++)
+	{
+		MetricComparison *m = &collection->comparisons[i];
+
+		if (m->test != NULL)
+			m->failed = false;
+		if (m->failed && !collection->canary_nodata &&
+			!collection->baseline_nodata)
+		{
+			explain_comparison(collection, m);
+			failed = true;
+		}
+	}
+
+	failed |= check_sequential_tests(collection);
+	if (collection->evidence.computed)
+		check_sequential_rate_limit(collection);
+	failed |= collection->evidence.rate_breached;
+	check_sample_ratio(collection);
+	describe_evidence(collection);
+	add_reason(collection, "%s", collection->evidence.summary);
+
+	if (failed)
+	{
+		collection->verdict = CANARY_VERDICT_FAIL;
+		collection->is_healthy = false;
+	}
+	else if (collection->canary_nodata || collection->baseline_nodata)
+	{
+		collection->verdict = CANARY_VERDICT_NODATA;
+		collection->is_healthy_isnull = true;
+	}
+	else
+	{
+		collection->verdict = CANARY_VERDICT_PASS;
+		collection->is_healthy = true;
+	}
+}
+
+/*
+ * Decide health and verdict with the rollout's analysis, and write every
+ * reason.  The verdict is nodata while the stage has fewer than min_samples
+ * canary or baseline rows, unless the canary fails.
+ */
+static void
+decide(Collection *collection)
+{
+	RolloutSettings *r = &collection->rollout;
+
+	collection->canary_nodata = collection->canary.requests < r->min_samples;
+	collection->baseline_nodata = collection->baseline.requests < r->min_samples;
+	if (collection->canary_nodata)
+		add_reason(collection,
+				   "canary has %lld requests in the window, fewer than min_samples %lld",
+				   (long long) collection->canary.requests, (long long) r->min_samples);
+	if (collection->baseline_nodata)
+		add_reason(collection,
+				   "baseline has %lld requests in the window, fewer than min_samples %lld",
+				   (long long) collection->baseline.requests, (long long) r->min_samples);
+
+	if (collection->sequential)
+		decide_sequential(collection);
+	else
+		decide_threshold(collection);
 }
 
 
@@ -1242,8 +1967,69 @@ write_version_figures(JsonWriter *w, const char *key,
 }
 
 /*
+ * Write one sequential test's evidence and counts.
+ */
+static void
+write_sequential_test(JsonWriter *w, const SequentialEvidence *e, int i)
+{
+	const CanarySequentialTest *t = &e->tests[i];
+
+	json_open(w, NULL);
+	json_string(w, "metric", e->names[i]);
+	json_string(w, "events", e->events[i]);
+	json_bool(w, "failed", e->failed[i]);
+	json_number(w, "log_evidence", t->log_evidence);
+	json_number(w, "max_log_evidence", t->max_log_evidence);
+	json_int(w, "buckets", t->buckets);
+	json_int(w, "canary_events", t->canary_events);
+	json_int(w, "canary_requests", t->canary_requests);
+	json_int(w, "baseline_events", t->baseline_events);
+	json_int(w, "baseline_requests", t->baseline_requests);
+	json_number(w, "odds_ratio", canary_stats_sequential_odds_ratio(t));
+	json_close(w);
+}
+
+/*
+ * Write the "sequential" object of the details: the span, threshold, each
+ * test's evidence and the error-rate limit's evidence.
+ */
+static void
+write_sequential_details(JsonWriter *w, const Collection *collection)
+{
+	const SequentialEvidence *e = &collection->evidence;
+
+	json_open(w, "sequential");
+	json_bool(w, "computed", e->computed);
+	json_string(w, "origin", e->computed ? timestamptz_to_str(e->origin) : NULL);
+	json_string(w, "end", e->computed ? timestamptz_to_str(e->end) : NULL);
+	json_int(w, "bucket_seconds", SEQUENTIAL_BUCKET_USECS / USECS_PER_SEC);
+	json_int(w, "complete_buckets", e->complete_buckets);
+	json_int(w, "excluded_buckets", e->excluded_buckets);
+	json_number(w, "test_alpha", e->test_alpha);
+	json_number(w, "log_threshold", e->log_threshold);
+	json_key(w, "tests");
+	appendStringInfoChar(&w->buf, '[');
+	w->need_comma = false;
+	for (int i = 0; i < e->test_count; i++)
+		write_sequential_test(w, e, i);
+	appendStringInfoChar(&w->buf, ']');
+	w->need_comma = true;
+	json_open(w, "error_rate_limit");
+	json_int(w, "canary_errors", e->canary_errors);
+	json_int(w, "canary_requests", e->canary_requests);
+	json_number(w, "canary_log_evidence", e->canary_rate_log_evidence);
+	json_int(w, "baseline_errors", e->baseline_errors);
+	json_int(w, "baseline_requests", e->baseline_requests);
+	json_number(w, "baseline_log_evidence", e->baseline_rate_log_evidence);
+	json_bool(w, "breached", e->rate_breached);
+	json_close(w);
+	json_close(w);
+}
+
+/*
  * Build the details column: the settings behind the comparison and, per
- * metric, its verdict, test, statistic, p-value, effect and figures.
+ * metric, its verdict, test, statistic, p-value, effect and figures.  A
+ * sequential rollout adds the "sequential" object.
  */
 static Jsonb *
 build_details(const Collection *collection)
@@ -1278,6 +2064,8 @@ build_details(const Collection *collection)
 		json_close(&w);
 	}
 	json_close(&w);
+	if (collection->sequential)
+		write_sequential_details(&w, collection);
 	json_close(&w);
 	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(w.buf.data)));
 }
@@ -1388,6 +2176,8 @@ store_metrics(const Collection *c, const pg_uuid_t *deployment_id,
 	add_column(&row, "collected_at", TIMESTAMPTZOID, TimestampTzGetDatum(c->at), false);
 	add_column(&row, "window_start", TIMESTAMPTZOID, TimestampTzGetDatum(c->window_start), false);
 	add_column(&row, "window_end", TIMESTAMPTZOID, TimestampTzGetDatum(c->at), false);
+	add_column(&row, "baseline_window_start", TIMESTAMPTZOID, TimestampTzGetDatum(c->baseline_window_start), false);
+	add_column(&row, "baseline_window_end", TIMESTAMPTZOID, TimestampTzGetDatum(c->baseline_window_end), false);
 	add_column(&row, "baseline_version", TEXTOID, CStringGetTextDatum(c->rollout.baseline_version), false);
 	add_column(&row, "canary_version", TEXTOID, CStringGetTextDatum(c->rollout.canary_version), false);
 	add_version_columns(&row, "baseline", &c->baseline);
@@ -1449,6 +2239,68 @@ compute_window(Collection *collection, const Interval *window)
 }
 
 /*
+ * Compute the baseline's window.  It is the canary's window, except while
+ * a running or paused rollout routes 100% of the traffic to the canary:
+ * then the baseline serves nothing, and its window is the evaluation window
+ * that ends at its last row before the current stage (or bake time)
+ * started, within the attempt.  A bake time after a 100% stage thus reaches
+ * back to the stage before.  NOTE: that historic baseline saw other hours
+ * of traffic than the canary, so load and time of day do not cancel out as
+ * they do in a shared window; the sequential tests use only shared buckets
+ * and so get no new evidence at 100%.
+ */
+static void
+compute_baseline_window(Collection *collection, const LogTable *table,
+						const Interval *window)
+{
+	RolloutSettings *r = &collection->rollout;
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[4];
+	bool		isnull;
+	char	   *sql;
+	char	   *start_text;
+	char	   *end_text;
+
+	collection->baseline_window_start = collection->window_start;
+	collection->baseline_window_end = collection->at;
+	if ((strcmp(r->status, "running") != 0 && strcmp(r->status, "paused") != 0) ||
+		r->percentage_value < 100.0 || !r->has_stage_start ||
+		!r->has_attempt_start)
+		return;
+
+	/* The index on (agent_id, version, "timestamp") finds the last row. */
+	collection->historic_baseline = true;
+	values[0] = CStringGetTextDatum(r->agent_id);
+	values[1] = CStringGetTextDatum(r->baseline_version);
+	values[2] = TimestampTzGetDatum(r->attempt_start);
+	values[3] = TimestampTzGetDatum(Min(r->stage_start, collection->at));
+	sql = psprintf("SELECT \"timestamp\" FROM %s WHERE agent_id = $1 "
+				   "AND version = $2 AND \"timestamp\" > $3 "
+				   "AND \"timestamp\" <= $4 ORDER BY \"timestamp\" DESC LIMIT 1",
+				   table->qualified);
+	if (canary_spi_execute(sql, 4, argtypes, values, NULL, SPI_OK_SELECT, 1) == 0)
+	{
+		collection->baseline_window_start = collection->at;
+		add_reason(collection,
+				   "canary serves all traffic and the baseline has no row in the attempt before the stage started, so there is no baseline to compare with");
+		return;
+	}
+
+	collection->baseline_window_end =
+		DatumGetTimestampTz(canary_spi_get(0, 1, &isnull));
+	collection->baseline_window_start =
+		DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
+												TimestampTzGetDatum(collection->baseline_window_end),
+												IntervalPGetDatum(window)));
+	/* timestamptz_to_str returns a static buffer, so copy each result. */
+	start_text = pstrdup(timestamptz_to_str(collection->baseline_window_start));
+	end_text = pstrdup(timestamptz_to_str(collection->baseline_window_end));
+	add_reason(collection,
+			   "canary serves all traffic, so the baseline is its window before the stage started, from %s to %s",
+			   start_text, end_text);
+}
+
+/*
  * Check the window and evaluation time of a collection.
  */
 static void
@@ -1485,6 +2337,7 @@ collect(Collection *collection, const pg_uuid_t *deployment_id,
 
 	/* Read the rollout and compute the window. */
 	load_rollout(deployment_id, r);
+	collection->sequential = strcmp(r->analysis, "sequential") == 0;
 	compute_window(collection, window);
 
 	/* Find the execution log and check its columns. */
@@ -1492,9 +2345,15 @@ collect(Collection *collection, const pg_uuid_t *deployment_id,
 	check_log_columns(&table, r);
 
 	/* Read each version by its own index range scan. */
-	sql = build_window_query(&table, r);
-	read_version(collection, sql, r->baseline_version, &collection->baseline);
-	read_version(collection, sql, r->canary_version, &collection->canary);
+	sql = build_window_query(&table, r, false);
+	compute_baseline_window(collection, &table, window);
+	read_version(collection, sql, r->baseline_version,
+				 collection->baseline_window_start,
+				 collection->baseline_window_end, &collection->baseline);
+	read_version(collection, sql, r->canary_version, collection->window_start,
+				 collection->at, &collection->canary);
+	if (collection->sequential)
+		read_sequential(collection, &table, deployment_id);
 	value_count = r->metric_count + 1;
 	summarize_version(&collection->baseline, value_count);
 	summarize_version(&collection->canary, value_count);
@@ -1559,6 +2418,8 @@ canary_metrics_collect(const pg_uuid_t *deployment_id, const Interval *window,
 	summary->baseline_nodata = collection->baseline_nodata;
 	summary->sample_ratio_mismatch = collection->sample_ratio_mismatch;
 	summary->reason = join_reasons(collection);
+	summary->evidence = collection->evidence.summary ?
+		pstrdup(collection->evidence.summary) : NULL;
 	summary->snapshot = (Jsonb *) PG_DETOAST_DATUM_COPY(JsonbPGetDatum(snapshot));
 	summary->is_healthy = collection->is_healthy;
 	summary->is_healthy_isnull = collection->is_healthy_isnull;

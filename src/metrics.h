@@ -40,6 +40,8 @@ typedef struct CanaryMetricsSummary
 	bool		sample_ratio_mismatch;	/* observed split differs from the configured one */
 	char	   *reason;			/* every failing check and finding in plain words,
 								 * with numbers, joined by "; "; empty if none */
+	char	   *evidence;		/* the sequential judge's evidence in one line,
+								 * also the last reason; NULL in threshold mode */
 	Jsonb	   *snapshot;		/* the stored metrics row as jsonb */
 	bool		is_healthy;		/* meaningful unless is_healthy_isnull */
 	bool		is_healthy_isnull;	/* too little data and no hard limit broken */

@@ -977,6 +977,284 @@ canary_stats_two_proportion_z(int64 canary_errors, int64 canary_requests,
 
 
 /*
+ * Sequential test on a stream of 2x2 tables
+ *
+ * Each table compares one time bucket: the canary had canary_events events
+ * (errors, or values beyond a pooled percentile) among canary_requests, the
+ * baseline baseline_events among baseline_requests.  When both versions draw
+ * from the same distribution and requests are routed at random, then given
+ * the pooled data of the bucket, and so given the event total K, the canary
+ * event count U is hypergeometric: the canary's requests are a uniform
+ * random subset of the bucket's requests.  This holds exactly, whatever the
+ * distribution and however small the counts.
+ *
+ * Fisher's noncentral hypergeometric distribution with odds ratio psi tilts
+ * that law by psi^u, so its likelihood ratio against the null is
+ *	 L(psi) = psi^x / E_0[psi^U].
+ * Under the null, E_0[L(psi)] = 1 in every bucket given the past, so the
+ * product of L over buckets is a nonnegative martingale with mean 1, the
+ * likelihood ratio product of Wald's sequential probability ratio test
+ * (Wald, "Sequential tests of statistical hypotheses", Ann. Math. Statist.
+ * 16, 1945).  For
+ * psi > 1 the product stays a supermartingale when the canary's true odds
+ * ratio is at most 1, because psi^U is increasing in U and U is then
+ * stochastically smaller than under the null.  A mixture
+ *	 M = sum_k w_k prod_j L_j(psi_k),  sum_k w_k = 1,
+ * is again such a (super)martingale (Robbins, "Statistical methods related
+ * to the law of the iterated logarithm", Ann. Math. Statist. 41, 1970), and
+ * Ville's maximal inequality (Ville, "Etude critique de la notion de
+ * collectif", 1939) bounds the chance that it ever reaches 1/a by a:
+ *	 P(sup_t M_t >= 1/a) <= a.
+ * Howard, Ramdas, McAuliffe and Sekhon, "Time-uniform, nonparametric,
+ * nonasymptotic confidence sequences" (Ann. Statist. 49, 2021) put such
+ * tests in a general framework.  So rejecting when M >= 1/a, at any of
+ * arbitrarily many looks, rolls back a canary that is no worse with
+ * probability at most a.
+ */
+
+/*
+ * Default mixture: odds ratios from 1.1 to 30 on a roughly geometric grid,
+ * equally weighted.  Against any single odds ratio of the grid the mixture
+ * loses at most log(10) = 2.3 in log evidence, and the grid covers both the
+ * small shifts of a large rollout and the large ones that a few requests
+ * can show.
+ */
+static const double default_odds_ratios[] = {
+	1.1, 1.2, 1.35, 1.5, 1.75, 2.0, 3.0, 5.0, 10.0, 30.0
+};
+
+/*
+ * Add x to the log-sum-exp accumulator (*max, *sum): afterwards
+ * log(sum of exp of all values added) = *max + log(*sum).  Start with
+ * *max = -Infinity and *sum = 0.
+ */
+static inline void
+log_sum_exp_add(double *max, double *sum, double x)
+{
+	if (x <= *max)
+		*sum += exp(x - *max);
+	else
+	{
+		*sum = *sum * exp(*max - x) + 1.0;
+		*max = x;
+	}
+}
+
+/*
+ * Set up a sequential test with the given odds ratios (each > 1) and
+ * weights (each >= 0, not all 0; they are scaled to sum to 1).  NULL
+ * odds_ratios selects the default grid with equal weights, and NULL
+ * weights with given odds ratios weigh them equally.  Callers check the
+ * values; count must be between 1 and CANARY_STATS_MAX_ODDS_RATIOS.
+ */
+void
+canary_stats_sequential_init(CanarySequentialTest *test,
+							 const double *odds_ratios,
+							 const double *weights, int count)
+{
+	double		total = 0.0;
+	int			k;
+
+	if (odds_ratios == NULL)
+	{
+		odds_ratios = default_odds_ratios;
+		weights = NULL;
+		count = lengthof(default_odds_ratios);
+	}
+	if (count < 1 || count > CANARY_STATS_MAX_ODDS_RATIOS)
+		elog(ERROR, "invalid number of odds ratios: %d", count);
+
+	memset(test, 0, sizeof(CanarySequentialTest));
+	test->count = count;
+	for (k = 0; k < count; k++)
+		total += weights ? weights[k] : 1.0;
+	for (k = 0; k < count; k++)
+	{
+		double		weight = weights ? weights[k] : 1.0;
+
+		test->log_odds_ratio[k] = log(odds_ratios[k]);
+		test->log_weight[k] = weight > 0.0 ?
+			log(weight / total) : -get_float8_infinity();
+	}
+}
+
+/*
+ * Compute log E_0[psi_k^U] for each of count log odds ratios into log_mgf,
+ * where U is hypergeometric: the canary's share of `events` events among
+ * canary_requests + baseline_requests requests, canary_requests of them the
+ * canary's.  The support is max(0, K - n_b) .. min(K, n_c), and consecutive
+ * probabilities follow
+ *	 P(u + 1) / P(u) = (n_c - u)(K - u) / ((u + 1)(n_b - K + u + 1)),
+ * summed in log space so that no count overflows.
+ *
+ * NOTE: the run time is linear in the support, up to min(K, n_c) + 1 terms
+ * times count, which bounds the cost of a bucket with many requests.
+ */
+static void
+hypergeometric_log_mgf(int64 n_c, int64 n_b, int64 events,
+					   const double *log_psi, int count, double *log_mgf)
+{
+	int64		lowest = Max(0, events - n_b);
+	int64		highest = Min(events, n_c);
+	double		log_weight = 0.0;	/* log P(u) / P(lowest) */
+	double		null_max = -get_float8_infinity();
+	double		null_sum = 0.0;
+	double		max[CANARY_STATS_MAX_ODDS_RATIOS];
+	double		sum[CANARY_STATS_MAX_ODDS_RATIOS];
+	int64		u;
+	int			k;
+
+	for (k = 0; k < count; k++)
+	{
+		max[k] = -get_float8_infinity();
+		sum[k] = 0.0;
+	}
+
+	for (u = lowest; u <= highest; u++)
+	{
+		log_sum_exp_add(&null_max, &null_sum, log_weight);
+		for (k = 0; k < count; k++)
+			log_sum_exp_add(&max[k], &sum[k], log_weight + u * log_psi[k]);
+		if (u < highest)
+			log_weight += log((double) (n_c - u) * (double) (events - u)) -
+				log((double) (u + 1) * (double) (n_b - events + u + 1));
+	}
+
+	for (k = 0; k < count; k++)
+		log_mgf[k] = (max[k] + log(sum[k])) - (null_max + log(null_sum));
+}
+
+/*
+ * Return log E_0[psi^U] for one odds ratio; see hypergeometric_log_mgf.
+ */
+double
+canary_stats_hypergeometric_log_mgf(int64 canary_requests,
+									int64 baseline_requests, int64 events,
+									double log_odds_ratio)
+{
+	double		log_mgf;
+
+	hypergeometric_log_mgf(canary_requests, baseline_requests, events,
+						   &log_odds_ratio, 1, &log_mgf);
+	return log_mgf;
+}
+
+/*
+ * Return log sum_k w_k exp(log_likelihood[k]) of a mixture.
+ */
+static double
+mixture_log_evidence(const CanarySequentialTest *test,
+					 const double *log_likelihood)
+{
+	double		max = -get_float8_infinity();
+	double		sum = 0.0;
+	int			k;
+
+	for (k = 0; k < test->count; k++)
+		log_sum_exp_add(&max, &sum, test->log_weight[k] + log_likelihood[k]);
+	return max + log(sum);
+}
+
+/*
+ * Multiply the test's likelihood ratios by those of one bucket's 2x2 table
+ * and update its evidence.  A bucket without requests of one version, or
+ * whose requests are all events or all non-events, leaves the evidence as
+ * it is: its hypergeometric law has a single point, so L = 1.  Counts must
+ * be valid (0 <= events <= requests), which canary_stats_check_counts
+ * checks for SQL callers.
+ */
+void
+canary_stats_sequential_add(CanarySequentialTest *test, int64 canary_events,
+							int64 canary_requests, int64 baseline_events,
+							int64 baseline_requests)
+{
+	int64		events = canary_events + baseline_events;
+	int64		total = canary_requests + baseline_requests;
+	double		log_mgf[CANARY_STATS_MAX_ODDS_RATIOS];
+	int			k;
+
+	if (canary_requests == 0 || baseline_requests == 0)
+		return;
+
+	/* Totals and the Mantel-Haenszel sums cover every compared bucket. */
+	test->buckets++;
+	test->canary_events += canary_events;
+	test->canary_requests += canary_requests;
+	test->baseline_events += baseline_events;
+	test->baseline_requests += baseline_requests;
+	test->mh_numerator += (double) canary_events *
+		(double) (baseline_requests - baseline_events) / total;
+	test->mh_denominator += (double) baseline_events *
+		(double) (canary_requests - canary_events) / total;
+	if (events == 0 || events == total)
+		return;
+
+	/* L_j(psi_k) = psi_k^x / E_0[psi_k^U] */
+	hypergeometric_log_mgf(canary_requests, baseline_requests, events,
+						   test->log_odds_ratio, test->count, log_mgf);
+	for (k = 0; k < test->count; k++)
+		test->log_likelihood[k] += canary_events * test->log_odds_ratio[k] -
+			log_mgf[k];
+
+	test->log_evidence = mixture_log_evidence(test, test->log_likelihood);
+	test->max_log_evidence = Max(test->max_log_evidence, test->log_evidence);
+}
+
+/*
+ * Mantel-Haenszel estimate of the common odds ratio (canary over baseline)
+ * of the buckets added so far (Mantel and Haenszel, J. Natl. Cancer Inst.
+ * 22, 1959): sum x_j (n_bj - y_j) / N_j over sum y_j (n_cj - x_j) / N_j.
+ * Returns NaN when both sums are 0 and Infinity when only the second is.
+ */
+double
+canary_stats_sequential_odds_ratio(const CanarySequentialTest *test)
+{
+	if (test->mh_denominator > 0.0)
+		return test->mh_numerator / test->mh_denominator;
+	if (test->mh_numerator > 0.0)
+		return get_float8_infinity();
+	return get_float8_nan();
+}
+
+/*
+ * Log evidence that a rate exceeds limit, from `events` among `requests`
+ * independent trials: the mixture, with the weights and odds ratios psi_k of
+ * `mixture`, of the binomial likelihood ratios of q_k against limit, where
+ * q_k has psi_k times the odds of limit:
+ *	 L_k = (q_k / limit)^events ((1 - q_k) / (1 - limit))^(requests - events).
+ * For q > limit each trial's factor has expectation at most 1 whenever the
+ * trial's true rate is at most limit, so by Ville's inequality the evidence
+ * reaches 1/a with probability at most a over all looks.  A limit of 1 or
+ * more can never be exceeded (0 is returned); a limit of 0 or less is
+ * exceeded for certain by one event (Infinity is returned).
+ */
+double
+canary_stats_rate_log_evidence(const CanarySequentialTest *mixture,
+							   int64 events, int64 requests, double limit)
+{
+	double		log_likelihood[CANARY_STATS_MAX_ODDS_RATIOS];
+	double		odds;
+	int			k;
+
+	if (limit >= 1.0)
+		return 0.0;
+	if (limit <= 0.0)
+		return events > 0 ? get_float8_infinity() : 0.0;
+
+	odds = limit / (1.0 - limit);
+	for (k = 0; k < mixture->count; k++)
+	{
+		double		tilted = odds * exp(mixture->log_odds_ratio[k]);
+		double		q = tilted / (1.0 + tilted);
+
+		log_likelihood[k] = events * log(q / limit) +
+			(requests - events) * (log1p(-q) - log1p(-limit));
+	}
+	return mixture_log_evidence(mixture, log_likelihood);
+}
+
+
+/*
  * SQL-callable wrappers
  */
 
@@ -1172,5 +1450,161 @@ canary_two_proportion_z(PG_FUNCTION_ARGS)
 
 	values[0] = Float8GetDatum(z);
 	values[1] = Float8GetDatum(p_value);
+	PG_RETURN_DATUM(result_row(fcinfo, values, nulls));
+}
+
+/*
+ * Return the bigint[] argument argno as a palloc'd array, after checking
+ * that it is not NULL, is one-dimensional or empty and has no NULL element.
+ */
+static int64 *
+count_array_argument(FunctionCallInfo fcinfo, int argno, const char *name,
+					 int *count)
+{
+	ArrayType  *array;
+	Datum	   *elements;
+	bool	   *nulls;
+	int64	   *values;
+	int			i;
+
+	if (PG_ARGISNULL(argno))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("\"%s\" must not be null", name),
+				 errhint("Pass one count per time bucket, or an empty array.")));
+	array = PG_GETARG_ARRAYTYPE_P(argno);
+	if (ARR_NDIM(array) > 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("\"%s\" must be a one-dimensional array, not %d-dimensional",
+						name, ARR_NDIM(array))));
+	deconstruct_array(array, INT8OID, sizeof(int64), FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &elements, &nulls, count);
+	values = palloc(sizeof(int64) * Max(*count, 1));
+	for (i = 0; i < *count; i++)
+	{
+		if (nulls[i])
+			ereport(ERROR,
+					(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+					 errmsg("\"%s\" contains a null value at position %d",
+							name, i + 1),
+					 errhint("Pass 0 for a bucket without requests.")));
+		values[i] = DatumGetInt64(elements[i]);
+	}
+	return values;
+}
+
+/*
+ * Return the float8[] argument argno of canary_sequential_evidence, or NULL
+ * when it is NULL.  Every element must be finite and, for odds ratios,
+ * above 1, for weights at least 0.
+ */
+static double *
+mixture_argument(FunctionCallInfo fcinfo, int argno, const char *name,
+				 double minimum, bool minimum_allowed, int *count)
+{
+	double	   *values;
+	int			i;
+
+	*count = 0;
+	if (PG_ARGISNULL(argno))
+		return NULL;
+	values = sample_argument(fcinfo, argno, name, count);
+	if (*count < 1 || *count > CANARY_STATS_MAX_ODDS_RATIOS)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("%s has %d elements, but 1 to %d are required",
+						name, *count, CANARY_STATS_MAX_ODDS_RATIOS)));
+	for (i = 0; i < *count; i++)
+	{
+		if (values[i] < minimum || (values[i] == minimum && !minimum_allowed))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("%s contains invalid value %g at position %d",
+							name, values[i], i + 1),
+					 minimum_allowed ?
+					 errhint("Weights must be 0 or more.") :
+					 errhint("Odds ratios must be above 1, because the test looks for a canary that is worse.")));
+	}
+	return values;
+}
+
+/*
+ * Check the odds ratios and weights of canary_sequential_evidence and set
+ * up the test.
+ */
+static void
+sequential_mixture_arguments(FunctionCallInfo fcinfo,
+							 CanarySequentialTest *test)
+{
+	int			n_odds;
+	int			n_weights;
+	double	   *odds_ratios = mixture_argument(fcinfo, 4, "odds_ratios",
+											   1.0, false, &n_odds);
+	double	   *weights = mixture_argument(fcinfo, 5, "weights",
+										   0.0, true, &n_weights);
+	double		total = 0.0;
+
+	if (weights != NULL && odds_ratios == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("weights need odds_ratios"),
+				 errhint("The default mixture weighs its odds ratios equally; pass odds_ratios with the weights.")));
+	if (weights != NULL && n_weights != n_odds)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("weights has %d elements, but odds_ratios has %d",
+						n_weights, n_odds)));
+	for (int i = 0; i < n_weights; i++)
+		total += weights[i];
+	if (weights != NULL && !(total > 0.0 && isfinite(total)))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("weights must have a positive, finite sum")));
+
+	canary_stats_sequential_init(test, odds_ratios, weights, n_odds);
+}
+
+/*
+ * canary_sequential_evidence(canary_events, canary_requests,
+ * baseline_events, baseline_requests bigint[], odds_ratios, weights
+ * float8[]) returns (log_evidence, evidence): the mixture martingale of
+ * canary_stats_sequential_add after the given buckets, one array element
+ * per bucket.
+ */
+PG_FUNCTION_INFO_V1(canary_sequential_evidence);
+Datum
+canary_sequential_evidence(PG_FUNCTION_ARGS)
+{
+	const char *names[] = {"canary_events", "canary_requests",
+	"baseline_events", "baseline_requests"};
+	int64	   *counts[4];
+	int			lengths[4];
+	CanarySequentialTest test;
+	Datum		values[2];
+	bool		nulls[2] = {false, false};
+	int			i;
+
+	for (i = 0; i < 4; i++)
+		counts[i] = count_array_argument(fcinfo, i, names[i], &lengths[i]);
+	for (i = 1; i < 4; i++)
+		if (lengths[i] != lengths[0])
+			ereport(ERROR,
+					(errcode(ERRCODE_ARRAY_SUBSCRIPT_ERROR),
+					 errmsg("\"%s\" has %d elements, but \"%s\" has %d",
+							names[i], lengths[i], names[0], lengths[0]),
+					 errhint("Pass one element per time bucket in each array.")));
+	sequential_mixture_arguments(fcinfo, &test);
+
+	for (i = 0; i < lengths[0]; i++)
+	{
+		canary_stats_check_counts(counts[0][i], counts[1][i],
+								  counts[2][i], counts[3][i]);
+		canary_stats_sequential_add(&test, counts[0][i], counts[1][i],
+									counts[2][i], counts[3][i]);
+	}
+
+	values[0] = Float8GetDatum(test.log_evidence);
+	values[1] = Float8GetDatum(exp(test.log_evidence));
 	PG_RETURN_DATUM(result_row(fcinfo, values, nulls));
 }

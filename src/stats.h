@@ -78,4 +78,48 @@ extern void canary_stats_two_proportion_z(int64 canary_errors,
 										  CanaryAlternative alt,
 										  double *z, double *p_value);
 
+/*
+ * Sequential test of "the canary is worse" on a stream of 2x2 tables, one
+ * per time bucket; see the comment above canary_stats_sequential_add in
+ * stats.c for the method and its guarantee.
+ */
+
+/* Maximum number of odds ratios in the mixture of a sequential test */
+#define CANARY_STATS_MAX_ODDS_RATIOS 64
+
+/* State of one sequential test: a mixture of likelihood ratio products */
+typedef struct CanarySequentialTest
+{
+	int			count;			/* odds ratios in the mixture */
+	double		log_odds_ratio[CANARY_STATS_MAX_ODDS_RATIOS];
+	double		log_weight[CANARY_STATS_MAX_ODDS_RATIOS];	/* weights sum to 1 */
+	double		log_likelihood[CANARY_STATS_MAX_ODDS_RATIOS];	/* log prod_j L_j */
+	double		log_evidence;	/* log M after the last table */
+	double		max_log_evidence;	/* largest log M after any table, or 0 */
+	int64		buckets;		/* tables with requests of both versions */
+	int64		canary_events;	/* totals over those tables */
+	int64		canary_requests;
+	int64		baseline_events;
+	int64		baseline_requests;
+	double		mh_numerator;	/* Mantel-Haenszel odds ratio sums */
+	double		mh_denominator;
+} CanarySequentialTest;
+
+extern void canary_stats_sequential_init(CanarySequentialTest *test,
+										 const double *odds_ratios,
+										 const double *weights, int count);
+extern double canary_stats_hypergeometric_log_mgf(int64 canary_requests,
+												  int64 baseline_requests,
+												  int64 events,
+												  double log_odds_ratio);
+extern void canary_stats_sequential_add(CanarySequentialTest *test,
+										int64 canary_events,
+										int64 canary_requests,
+										int64 baseline_events,
+										int64 baseline_requests);
+extern double canary_stats_sequential_odds_ratio(const CanarySequentialTest *test);
+extern double canary_stats_rate_log_evidence(const CanarySequentialTest *mixture,
+											 int64 events, int64 requests,
+											 double limit);
+
 #endif							/* CANARY_STATS_H */

@@ -15,6 +15,8 @@ CREATE TABLE canary.metrics (
 	collected_at timestamptz NOT NULL,
 	window_start timestamptz NOT NULL,
 	window_end timestamptz NOT NULL,
+	baseline_window_start timestamptz NOT NULL,
+	baseline_window_end timestamptz NOT NULL,
 	baseline_version text NOT NULL,
 	canary_version text NOT NULL,
 	baseline_requests bigint NOT NULL,
@@ -62,6 +64,8 @@ COMMENT ON COLUMN canary.metrics.percentage IS 'Canary traffic percentage of the
 COMMENT ON COLUMN canary.metrics.collected_at IS 'Evaluation time given to the collection; the window ends here';
 COMMENT ON COLUMN canary.metrics.window_start IS 'Exclusive start of the rows read: the later of collected_at minus the window and, for a running or paused rollout, stage start plus warmup';
 COMMENT ON COLUMN canary.metrics.window_end IS 'Inclusive end of the rows read, equal to collected_at';
+COMMENT ON COLUMN canary.metrics.baseline_window_start IS 'Exclusive start of the baseline rows read: window_start, except at 100% canary traffic, where the baseline window is the evaluation window ending at the baseline''s last row before the stage started';
+COMMENT ON COLUMN canary.metrics.baseline_window_end IS 'Inclusive end of the baseline rows read: window_end, except at 100% canary traffic';
 COMMENT ON COLUMN canary.metrics.baseline_unrecognized IS 'Baseline rows whose status is NULL or neither a success nor an error status; counted in requests';
 COMMENT ON COLUMN canary.metrics.baseline_null_latency IS 'Baseline rows whose latency is NULL, NaN or infinite; counted in requests, left out of the latency figures';
 COMMENT ON COLUMN canary.metrics.baseline_success_rate IS 'Baseline successes divided by requests; NULL when there are no requests';
@@ -82,7 +86,7 @@ COMMENT ON COLUMN canary.metrics.baseline_nodata IS 'Whether the baseline has fe
 COMMENT ON COLUMN canary.metrics.is_healthy IS 'Overall health of the canary; NULL when there is too little data and no hard limit is broken';
 COMMENT ON COLUMN canary.metrics.verdict IS 'nodata: canary or baseline below min_samples requests; fail: unhealthy; pass: healthy; inconclusive: reserved for the sequential judge';
 COMMENT ON COLUMN canary.metrics.reasons IS 'Every failing check and finding, in plain words with numbers';
-COMMENT ON COLUMN canary.metrics.details IS 'Per-metric comparison: verdict (pass, high, low, nodata), test, statistic, p-value, effect size, tolerance and both versions'' figures';
+COMMENT ON COLUMN canary.metrics.details IS 'Per-metric comparison: verdict (pass, high, low, nodata), test, statistic, p-value, effect size, tolerance and both versions'' figures; for a sequential rollout also "sequential": each test''s log evidence (now and its maximum), threshold, buckets, event counts and Mantel-Haenszel odds ratio, and the error-rate limit''s evidence';
 CREATE INDEX metrics_deployment ON canary.metrics (deployment_id, collected_at);
 
 SELECT pg_catalog.pg_extension_config_dump('canary.metrics', '');

@@ -55,3 +55,22 @@ AS 'MODULE_PATHNAME', 'canary_two_proportion_z'
 LANGUAGE C IMMUTABLE PARALLEL SAFE;
 COMMENT ON FUNCTION canary_two_proportion_z(bigint, bigint, bigint, bigint, text) IS
 'Two-proportion z-test with pooled variance: z of the canary error rate minus the baseline error rate, and its p-value';
+
+--
+-- Sequential evidence
+--
+
+CREATE FUNCTION canary_sequential_evidence(
+	canary_events bigint[],
+	canary_requests bigint[],
+	baseline_events bigint[],
+	baseline_requests bigint[],
+	odds_ratios double precision[] DEFAULT NULL,
+	weights double precision[] DEFAULT NULL,
+	OUT log_evidence double precision,
+	OUT evidence double precision)
+RETURNS record
+AS 'MODULE_PATHNAME', 'canary_sequential_evidence'
+LANGUAGE C IMMUTABLE PARALLEL SAFE;
+COMMENT ON FUNCTION canary_sequential_evidence(bigint[], bigint[], bigint[], bigint[], double precision[], double precision[]) IS
+'Evidence that the canary has higher event odds than the baseline over time buckets, one 2x2 table per array position: the mixture over odds ratios (default 1.1 to 30, equal weights, scaled to sum 1) of products of Fisher noncentral hypergeometric likelihood ratios; a test martingale, so it reaches 1/a with probability at most a when the canary is no worse';

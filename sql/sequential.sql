@@ -1,0 +1,446 @@
+--
+-- Sequential judge: the test martingale checked against its formula, its
+-- error guarantee checked exactly and by simulation, and rollouts driven
+-- through canary_evaluate() with the clock given through "at".
+--
+-- The statistic (see canary_stats_sequential_add in src/stats.c): in each
+-- time bucket j, the canary had x_j events among n_cj requests and the
+-- baseline y_j among n_bj; with K_j = x_j + y_j, Fisher's noncentral
+-- hypergeometric likelihood ratio for odds ratio psi is
+--   L_j(psi) = psi^x_j / E_0[psi^U],  U ~ hypergeometric(n_cj, n_bj, K_j),
+-- and the evidence is M = sum_k w_k prod_j L_j(psi_k) with sum_k w_k = 1
+-- (Wald 1945 for the likelihood ratio product, Robbins 1970 "Statistical
+-- methods related to the law of the iterated logarithm" for the mixture).
+-- M is a test martingale, so by Ville's inequality (Ville 1939) it ever
+-- reaches 1/a with probability at most a when the canary is no worse.
+-- Howard, Ramdas, McAuliffe and Sekhon (2021, Annals of Statistics) give the
+-- general framework of such time-uniform tests.
+--
+SET client_min_messages = warning;
+CREATE EXTENSION IF NOT EXISTS canary;
+RESET client_min_messages;
+SET timezone = 'UTC';
+SET max_parallel_workers_per_gather = 0;
+SET extra_float_digits = 0;
+CREATE SCHEMA sequential_test;
+SET search_path = sequential_test, public;
+
+-- Print the SQLSTATE, message and hint of the error a statement raises.
+CREATE FUNCTION seq_error(statement text) RETURNS text
+LANGUAGE plpgsql AS $$
+DECLARE
+	state text;
+	message text;
+	hint text;
+BEGIN
+	EXECUTE statement;
+	RETURN 'no error';
+EXCEPTION WHEN OTHERS THEN
+	GET STACKED DIAGNOSTICS state = RETURNED_SQLSTATE, message = MESSAGE_TEXT,
+		hint = PG_EXCEPTION_HINT;
+	RETURN state || ': ' || message || coalesce(' HINT: ' || nullif(hint, ''), '');
+END
+$$;
+
+-- Binomial coefficient n over k, exact; 0 outside 0 <= k <= n.
+CREATE FUNCTION choose(n integer, k integer) RETURNS numeric
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT CASE WHEN k < 0 OR k > n THEN 0
+				ELSE factorial(n) / (factorial(k) * factorial(n - k)) END
+$$;
+
+-- Hypergeometric probability P(U = u), U the canary's share of k events
+-- among nc + nb requests.
+CREATE FUNCTION hyper_pmf(u integer, nc integer, nb integer, k integer)
+RETURNS numeric LANGUAGE sql IMMUTABLE AS $$
+	SELECT choose(nc, u) * choose(nb, k - u) / choose(nc + nb, k)
+$$;
+
+-- L(psi) = psi^x / E_0[psi^U] of one bucket, computed from the formula
+-- with exact binomial coefficients.
+CREATE FUNCTION formula_ratio(x integer, nc integer, y integer, nb integer,
+							  psi numeric) RETURNS float8
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT (psi ^ x / sum(hyper_pmf(u, nc, nb, x + y) * psi ^ u))::float8
+	FROM generate_series(0, x + y) AS u
+$$;
+
+--
+-- The statistic against its formula
+--
+
+-- One bucket written out by hand: canary 2 of 4, baseline 0 of 4, psi = 2.
+-- U ~ hypergeometric(4, 4, 2): P(0) = 6/28, P(1) = 16/28, P(2) = 6/28, so
+-- E_0[2^U] = (6 + 32 + 24) / 28 and L = 4 / (62 / 28) = 112 / 62.
+SELECT round(evidence::numeric, 12) AS evidence,
+	   round(112 / 62.0, 12) AS by_hand,
+	   round(formula_ratio(2, 4, 0, 4, 2)::numeric, 12) AS formula
+FROM canary_sequential_evidence('{2}', '{4}', '{0}', '{4}', '{2}');
+
+-- Uneven counts, one odds ratio: canary 3 of 10, baseline 1 of 15.
+SELECT abs(log_evidence - ln(formula_ratio(3, 10, 1, 15, 1.5))) < 1e-12 AS matches,
+	   round(evidence::numeric, 9) AS evidence
+FROM canary_sequential_evidence('{3}', '{10}', '{1}', '{15}', '{1.5}');
+
+-- Several buckets multiply.
+SELECT abs(log_evidence - ln(formula_ratio(3, 10, 1, 15, 3) *
+							 formula_ratio(0, 7, 2, 9, 3) *
+							 formula_ratio(5, 6, 5, 30, 3))) < 1e-12 AS product_matches
+FROM canary_sequential_evidence('{3,0,5}', '{10,7,6}', '{1,2,5}', '{15,9,30}', '{3}');
+
+-- Mixture weights are scaled to sum 1: weights 1 and 3 are 1/4 and 3/4.
+SELECT abs(evidence - (0.25 * formula_ratio(3, 10, 1, 15, 1.5) * formula_ratio(4, 8, 1, 8, 1.5) +
+					   0.75 * formula_ratio(3, 10, 1, 15, 5) * formula_ratio(4, 8, 1, 8, 5))) < 1e-12
+	   AS mixture_matches
+FROM canary_sequential_evidence('{3,4}', '{10,8}', '{1,1}', '{15,8}', '{1.5,5}', '{1,3}');
+
+-- Without odds ratios, the default grid 1.1 .. 30 is weighed equally.
+SELECT abs(evidence - (SELECT avg(formula_ratio(3, 10, 1, 15, psi) * formula_ratio(4, 8, 1, 8, psi))
+					   FROM unnest('{1.1,1.2,1.35,1.5,1.75,2,3,5,10,30}'::numeric[]) AS psi)) < 1e-12
+	   AS default_grid_matches
+FROM canary_sequential_evidence('{3,4}', '{10,8}', '{1,1}', '{15,8}');
+
+-- Fewer canary events than expected give evidence below 1.
+SELECT evidence < 1 AS below_one,
+	   abs(log_evidence - ln(formula_ratio(0, 10, 6, 15, 2))) < 1e-12 AS matches
+FROM canary_sequential_evidence('{0}', '{10}', '{6}', '{15}', '{2}');
+
+-- Large counts stay finite: log space, no factorials.
+SELECT round(log_evidence::numeric, 3) AS log_evidence, evidence > 1e100 AS huge
+FROM canary_sequential_evidence('{30000}', '{100000}', '{20000}', '{100000}');
+
+--
+-- Buckets without information leave the evidence at exactly 1
+--
+SELECT label, log_evidence, evidence
+FROM (VALUES
+	('no buckets', (canary_sequential_evidence('{}', '{}', '{}', '{}')).*),
+	('no canary requests', (canary_sequential_evidence('{0}', '{0}', '{4}', '{10}')).*),
+	('no baseline requests', (canary_sequential_evidence('{4}', '{10}', '{0}', '{0}')).*),
+	('no events', (canary_sequential_evidence('{0}', '{10}', '{0}', '{10}')).*),
+	('all events', (canary_sequential_evidence('{10}', '{10}', '{10}', '{10}')).*)
+) AS v (label, log_evidence, evidence)
+ORDER BY label;
+
+-- An empty bucket between two others changes nothing.
+SELECT a.evidence = b.evidence AS unchanged
+FROM canary_sequential_evidence('{3,5}', '{10,6}', '{1,5}', '{15,30}') AS a,
+	 canary_sequential_evidence('{3,0,5}', '{10,0,6}', '{1,4,5}', '{15,12,30}') AS b;
+
+--
+-- The guarantee, computed exactly on a small design
+--
+-- Three buckets with fixed margins: (n_c, n_b, K) = (3, 5, 2), (4, 2, 3),
+-- (1, 6, 4).  Every outcome (x1, x2, x3) is enumerated with its null
+-- probability.  A martingale keeps mean 1 (E[M] = 1 under the null); under
+-- an odds ratio of 0.5 (a better canary) the mean is at most 1; and the
+-- probability that M ever reaches 1/a, over the three looks, is at most a.
+CREATE TABLE exact_outcomes AS
+SELECT x1, x2, x3,
+	   hyper_pmf(x1, 3, 5, 2) * hyper_pmf(x2, 4, 2, 3) * hyper_pmf(x3, 1, 6, 4) AS p_null,
+	   0.5 ^ (x1 + x2 + x3) * hyper_pmf(x1, 3, 5, 2) * hyper_pmf(x2, 4, 2, 3) *
+		   hyper_pmf(x3, 1, 6, 4) AS weight_better,
+	   (canary_sequential_evidence(ARRAY[x1, x2, x3], '{3,4,1}',
+								   ARRAY[2 - x1, 3 - x2, 4 - x3], '{5,2,6}')).evidence AS m3,
+	   greatest((canary_sequential_evidence(ARRAY[x1], '{3}', ARRAY[2 - x1], '{5}')).evidence,
+				(canary_sequential_evidence(ARRAY[x1, x2], '{3,4}', ARRAY[2 - x1, 3 - x2], '{5,2}')).evidence,
+				(canary_sequential_evidence(ARRAY[x1, x2, x3], '{3,4,1}',
+											ARRAY[2 - x1, 3 - x2, 4 - x3], '{5,2,6}')).evidence) AS sup_m
+FROM generate_series(0, 2) AS x1, generate_series(1, 3) AS x2, generate_series(0, 1) AS x3;
+SELECT round(sum(p_null), 12) AS total_probability,
+	   round(sum(p_null * m3::numeric), 12) AS null_mean,
+	   sum(weight_better * m3::numeric) / sum(weight_better) < 1 AS better_mean_below_one
+FROM exact_outcomes;
+SELECT a, round(coalesce(sum(p_null) FILTER (WHERE sup_m >= 1 / a), 0), 6) AS p_reject,
+	   coalesce(sum(p_null) FILTER (WHERE sup_m >= 1 / a), 0) <= a AS within_a
+FROM exact_outcomes, unnest('{0.05,0.1,0.2,0.5}'::numeric[]) AS a
+GROUP BY a ORDER BY a;
+
+--
+-- A/A simulation: 200 seeded runs of 20 buckets, 20 canary and 60 baseline
+-- requests per bucket, 5% events in both.  The sup over all 20 looks
+-- reaches 1/a = 10 in at most a = 10% of the runs, allowing three standard
+-- errors of simulation noise (0.1 + 3 * sqrt(0.09 / 200) = 0.164).
+-- Repeating a one-sided Fisher test at p < 0.1 on the same looks, by
+-- contrast, rejects far more often than 10%.
+--
+SELECT setseed(0.31);
+CREATE TABLE aa_buckets AS
+SELECT run, bucket,
+	   (SELECT count(*) FILTER (WHERE random() < 0.05) FROM generate_series(1, 20 + 0 * run)) AS x,
+	   (SELECT count(*) FILTER (WHERE random() < 0.05) FROM generate_series(1, 60 + 0 * run)) AS y
+FROM generate_series(1, 200) AS run, generate_series(1, 20) AS bucket;
+CREATE TABLE aa_looks AS
+SELECT b.run, l.look,
+	   (canary_sequential_evidence(array_agg(b.x ORDER BY b.bucket),
+								   array_fill(20::bigint, ARRAY[l.look]),
+								   array_agg(b.y ORDER BY b.bucket),
+								   array_fill(60::bigint, ARRAY[l.look]))).log_evidence,
+	   canary_fisher_exact(sum(b.x)::bigint, 20 * l.look, sum(b.y)::bigint, 60 * l.look,
+						   'greater') AS fisher_p
+FROM aa_buckets b JOIN generate_series(1, 20) AS l (look) ON b.bucket <= l.look
+GROUP BY b.run, l.look;
+SELECT count(*) AS runs,
+	   avg((sup >= ln(10))::int) AS sequential_rejection_rate,
+	   avg((sup >= ln(10))::int) <= 0.164 AS sequential_within_bound,
+	   avg(fisher_rejected::int) AS repeated_fisher_rejection_rate,
+	   avg(fisher_rejected::int) > 0.164 AS repeated_fisher_beyond_bound
+FROM (SELECT run, max(log_evidence) AS sup, bool_or(fisher_p < 0.1) AS fisher_rejected
+	  FROM aa_looks GROUP BY run) AS r;
+
+-- The same design with a real regression (canary events 10%, odds ratio
+-- 2.1): the evidence grows with the buckets, and most runs reach 1/a.
+SELECT setseed(0.32);
+CREATE TABLE worse_buckets AS
+SELECT run, bucket,
+	   (SELECT count(*) FILTER (WHERE random() < 0.10) FROM generate_series(1, 20 + 0 * run)) AS x,
+	   (SELECT count(*) FILTER (WHERE random() < 0.05) FROM generate_series(1, 60 + 0 * run)) AS y
+FROM generate_series(1, 200) AS run, generate_series(1, 20) AS bucket;
+CREATE TABLE worse_looks AS
+SELECT b.run, l.look,
+	   (canary_sequential_evidence(array_agg(b.x ORDER BY b.bucket),
+								   array_fill(20::bigint, ARRAY[l.look]),
+								   array_agg(b.y ORDER BY b.bucket),
+								   array_fill(60::bigint, ARRAY[l.look]))).log_evidence
+FROM worse_buckets b JOIN generate_series(1, 20) AS l (look) ON b.bucket <= l.look
+GROUP BY b.run, l.look;
+SELECT look, round(percentile_cont(0.5) WITHIN GROUP (ORDER BY log_evidence)::numeric, 2) AS median_log_evidence
+FROM worse_looks WHERE look IN (5, 10, 20) GROUP BY look ORDER BY look;
+SELECT avg((sup >= ln(10))::int) AS detection_rate,
+	   avg((sup >= ln(10))::int) > 0.5 AS most_detected
+FROM (SELECT run, max(log_evidence) AS sup FROM worse_looks GROUP BY run) AS r;
+
+--
+-- Bad arguments, one per line
+--
+SELECT seq_error($$SELECT canary_sequential_evidence(NULL, '{1}', '{1}', '{1}')$$);
+SELECT seq_error($$SELECT canary_sequential_evidence('{1}', '{1}', '{1}', '{1,2}')$$);
+SELECT seq_error($$SELECT canary_sequential_evidence('{1,NULL}', '{1,1}', '{1,1}', '{1,1}')$$);
+SELECT seq_error($$SELECT canary_sequential_evidence('{{1}}', '{{1}}', '{{1}}', '{{1}}')$$);
+SELECT seq_error($$SELECT canary_sequential_evidence('{3}', '{2}', '{1}', '{5}')$$);
+SELECT seq_error($$SELECT canary_sequential_evidence('{-1}', '{2}', '{1}', '{5}')$$);
+SELECT seq_error($$SELECT canary_sequential_evidence('{1}', '{2}', '{1}', '{5}', '{0.5}')$$);
+SELECT seq_error($$SELECT canary_sequential_evidence('{1}', '{2}', '{1}', '{5}', '{1}')$$);
+SELECT seq_error($$SELECT canary_sequential_evidence('{1}', '{2}', '{1}', '{5}', '{}')$$);
+SELECT seq_error($$SELECT canary_sequential_evidence('{1}', '{2}', '{1}', '{5}', '{2,NaN}')$$);
+SELECT seq_error($$SELECT canary_sequential_evidence('{1}', '{2}', '{1}', '{5}', '{2,3}', '{1}')$$);
+SELECT seq_error($$SELECT canary_sequential_evidence('{1}', '{2}', '{1}', '{5}', '{2,3}', '{1,-1}')$$);
+SELECT seq_error($$SELECT canary_sequential_evidence('{1}', '{2}', '{1}', '{5}', '{2,3}', '{0,0}')$$);
+SELECT seq_error($$SELECT canary_sequential_evidence('{1}', '{2}', '{1}', '{5}', NULL, '{1}')$$);
+
+--
+-- Rollouts judged from an execution log, with the clock given through "at"
+--
+CREATE TABLE logs (agent_id text NOT NULL, version text NOT NULL, status text,
+				   latency_ms float8, "timestamp" timestamptz NOT NULL);
+CREATE INDEX logs_evaluation ON logs (agent_id, version, "timestamp");
+SET canary.execution_log_table = 'sequential_test.logs';
+
+-- All times are minutes after a fixed base time.
+CREATE FUNCTION t(minutes numeric) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE AS $$
+	SELECT '2024-03-01 10:00:00+00'::timestamptz + minutes * interval '1 minute'
+$$;
+
+-- Write per_minute * (to - from) executions of one version at uniformly
+-- random times in (from, to) minutes, a Poisson process given its count.
+-- Latency is log-normal, median 800 ms and sigma 0.6, with a heavy tail:
+-- 2% of the requests take four times as long.  tail stretches the upper
+-- half of the distribution: the latency at the normal deviate z > 0 is
+-- multiplied by (1 + tail)^((z / 1.645)^2), so the p95 grows by the factor
+-- 1 + tail and the median stays.  Errors cluster: in the first two minutes
+-- of every ten, both versions fail three times as often, and half as often
+-- otherwise, so error_rate is the average.  The caller seeds random().
+CREATE FUNCTION traffic(agent text, version text, per_minute float8,
+						from_minute numeric, to_minute numeric,
+						error_rate float8 DEFAULT 0.01, tail float8 DEFAULT 0)
+RETURNS void LANGUAGE sql AS $$
+	INSERT INTO logs (agent_id, version, status, latency_ms, "timestamp")
+	SELECT agent, version,
+		   CASE WHEN u < error_rate * CASE WHEN floor(m)::integer % 10 < 2 THEN 3 ELSE 0.5 END
+				THEN 'error' ELSE 'success' END,
+		   round((800 * exp(0.6 * z + ln(1 + tail) * (greatest(z, 0) / 1.645) ^ 2) *
+				  CASE WHEN v < 0.02 THEN 4 ELSE 1 END)::numeric, 1),
+		   t(m::numeric)
+	FROM (SELECT from_minute + random() * (to_minute - from_minute) AS m,
+				 random() AS u, random() AS v,
+				 sqrt(-2 * ln(1 - random())) * cos(2 * pi() * random()) AS z
+		  FROM generate_series(1, round(per_minute * (to_minute - from_minute))::integer)) AS g
+$$;
+
+-- Write the traffic of the default stages (5, 25, 50, 75, 100% for 30
+-- minutes each) from minute `from` to `to`: total requests per minute,
+-- split by the stage's percentage.
+CREATE FUNCTION staged_traffic(agent text, per_minute float8, from_minute integer,
+							   to_minute integer, baseline_error_rate float8,
+							   canary_error_rate float8, tail float8 DEFAULT 0)
+RETURNS void LANGUAGE sql AS $$
+	SELECT count(*) FROM (
+		SELECT traffic(agent, 'v2', per_minute * s.pct / 100, c.lo, c.hi, canary_error_rate, tail),
+			   traffic(agent, 'v1', per_minute * (100 - s.pct) / 100, c.lo, c.hi, baseline_error_rate)
+		FROM (VALUES (0, 30, 5), (30, 60, 25), (60, 90, 50), (90, 120, 75), (120, 150, 100)) AS s (first, last, pct),
+			 LATERAL (SELECT greatest(s.first, from_minute) AS lo, least(s.last, to_minute) AS hi) AS c
+		WHERE c.lo < c.hi) AS w
+$$;
+
+-- Evaluate a rollout once a minute over (from, to] minutes, stopping after a
+-- rollback or promotion, and record every decision.
+CREATE TABLE decisions (agent text, minute integer, decision text, reason text,
+						stage integer, percentage numeric, verdict text);
+CREATE FUNCTION drive(agent text, id uuid, from_minute integer, to_minute integer)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	e record;
+BEGIN
+	FOR minute IN from_minute + 1 .. to_minute LOOP
+		SELECT * INTO e FROM canary_evaluate(id, t(minute));
+		INSERT INTO decisions
+		SELECT agent, minute, e.decision, e.reason, e.stage, e.percentage, m.verdict
+		FROM canary.metrics m WHERE m.id = e.metrics_id;
+		EXIT WHEN e.decision IN ('rollback', 'promote');
+	END LOOP;
+END
+$$;
+
+-- Decisions of a rollout other than "continue", and its last decision.
+CREATE FUNCTION outcome(agent text)
+RETURNS TABLE (minute integer, decision text, stage integer, verdict text)
+LANGUAGE sql AS $$
+	SELECT d.minute, d.decision, d.stage, d.verdict FROM decisions d
+	WHERE d.agent = outcome.agent
+	  AND (d.decision <> 'continue' OR d.minute = (SELECT max(minute) FROM decisions x WHERE x.agent = outcome.agent))
+	ORDER BY d.minute
+$$;
+
+-- Reasons of the last decision, one clause per line, numbers kept.
+CREATE FUNCTION last_reason(agent text) RETURNS SETOF text
+LANGUAGE sql AS $$
+	SELECT r FROM decisions d, regexp_split_to_table(d.reason, '; ') WITH ORDINALITY AS s (r, n)
+	WHERE d.agent = last_reason.agent
+	  AND d.minute = (SELECT max(minute) FROM decisions x WHERE x.agent = last_reason.agent)
+	ORDER BY n
+$$;
+
+--
+-- Doubled error rate (1% to 2%) at 1000 requests per minute: rolled back
+-- early in the 25% stage, with the evidence in the reason.
+--
+SELECT setseed(0.41);
+SELECT canary_register_agent('seq-errors', 'v1');
+SELECT canary_create('seq-errors', 'v2') AS errors_id \gset
+SELECT analysis, alpha FROM canary.deployments WHERE id = :'errors_id';
+SELECT canary_start(:'errors_id', t(0));
+SELECT staged_traffic('seq-errors', 1000, 0, 60, 0.01, 0.02);
+SELECT drive('seq-errors', :'errors_id', 0, 60);
+SELECT * FROM outcome('seq-errors');
+SELECT * FROM last_reason('seq-errors');
+
+--
+-- Tail-only regression: the canary's p95 is 25% higher, its median is not.
+--
+SELECT setseed(0.42);
+SELECT canary_register_agent('seq-tail', 'v1');
+SELECT canary_create('seq-tail', 'v2') AS tail_id \gset
+SELECT canary_start(:'tail_id', t(0));
+SELECT staged_traffic('seq-tail', 1000, 0, 90, 0.01, 0.01, tail => 0.25);
+SELECT drive('seq-tail', :'tail_id', 0, 90);
+SELECT * FROM outcome('seq-tail');
+SELECT * FROM last_reason('seq-tail');
+SELECT round((canary_p50 / baseline_p50)::numeric, 2) AS p50_ratio,
+	   round((canary_p95 / baseline_p95)::numeric, 2) AS p95_ratio
+FROM canary.metrics m WHERE m.deployment_id = :'tail_id'
+ORDER BY m.id DESC LIMIT 1;
+SELECT t->>'metric' AS metric, (t->>'failed')::boolean AS failed,
+	   round((t->>'max_log_evidence')::numeric, 1) AS max_log_evidence,
+	   t->>'buckets' AS buckets, round((t->>'odds_ratio')::numeric, 2) AS odds_ratio
+FROM canary.metrics m, jsonb_array_elements(m.details->'sequential'->'tests') AS t
+WHERE m.id = (SELECT max(id) FROM canary.metrics WHERE deployment_id = :'tail_id')
+ORDER BY metric;
+
+--
+-- A/A canary at 100 requests per minute, judged on the same rows by both
+-- analyses with min_samples 20 and max_error_rate 5% (the default of 2%
+-- pauses the threshold rollout during the first error burst, when the
+-- baseline breaks it): the fixed thresholds roll it back, the
+-- sequential judge takes it through every default stage, including the
+-- 100% stage, whose baseline is the baseline's last window before it, to
+-- promotion.
+--
+SELECT setseed(0.43);
+SELECT staged_traffic('seq-aa', 100, 0, 150, 0.01, 0.01);
+INSERT INTO logs SELECT 'seq-aa-threshold', version, status, latency_ms, "timestamp"
+FROM logs WHERE agent_id = 'seq-aa';
+SELECT canary_register_agent('seq-aa', 'v1');
+SELECT canary_register_agent('seq-aa-threshold', 'v1');
+SELECT canary_create('seq-aa', 'v2', min_samples => 20,
+					 max_error_rate => 0.05) AS aa_id \gset
+SELECT canary_create('seq-aa-threshold', 'v2', min_samples => 20,
+					 max_error_rate => 0.05, analysis => 'threshold') AS aa_threshold_id \gset
+SELECT canary_start(:'aa_id', t(0));
+SELECT canary_start(:'aa_threshold_id', t(0));
+SELECT drive('seq-aa-threshold', :'aa_threshold_id', 0, 150);
+SELECT * FROM outcome('seq-aa-threshold');
+SELECT * FROM last_reason('seq-aa-threshold');
+SELECT drive('seq-aa', :'aa_id', 0, 150);
+SELECT * FROM outcome('seq-aa');
+SELECT count(*) AS evaluations, count(*) FILTER (WHERE verdict = 'fail') AS failed
+FROM decisions WHERE agent = 'seq-aa';
+SELECT status, current_percentage FROM canary.deployments WHERE id = :'aa_id';
+
+-- In the 100% stage the baseline window is the one before the stage.
+SELECT round(minutes) AS minute, m.canary_requests, m.baseline_requests,
+	   round(extract(epoch FROM m.baseline_window_end - t(0)) / 60, 1) AS baseline_end_minute,
+	   extract(epoch FROM m.baseline_window_end - m.baseline_window_start) / 60 AS baseline_minutes
+FROM canary.metrics m, LATERAL (SELECT extract(epoch FROM m.collected_at - t(0)) / 60 AS minutes) AS x
+WHERE m.deployment_id = :'aa_id' AND m.percentage = 100
+ORDER BY m.id DESC LIMIT 1;
+SELECT r FROM canary.metrics m, unnest(m.reasons) WITH ORDINALITY AS u (r, n)
+WHERE m.id = (SELECT max(id) FROM canary.metrics WHERE deployment_id = :'aa_id')
+ORDER BY n;
+
+-- The threshold analysis uses the same baseline window at 100%, so its
+-- last stage can complete too: 50% for 30 minutes, then 100%.  No errors
+-- here: the historic baseline comes from other minutes than the canary's
+-- rows, so the fixed-horizon error test would compare a burst minute of the
+-- canary with the baseline's average.
+SELECT setseed(0.44);
+SELECT traffic('seq-full', 'v1', 200, 0, 30, 0), traffic('seq-full', 'v2', 200, 0, 30, 0),
+	   traffic('seq-full', 'v2', 400, 30, 60, 0);
+SELECT canary_register_agent('seq-full', 'v1');
+SELECT canary_create('seq-full', 'v2', stages => '{50,100}', analysis => 'threshold',
+					 p95_latency_ratio => 1.25, max_error_rate => 0.10) AS full_id \gset
+SELECT canary_start(:'full_id', t(0));
+SELECT drive('seq-full', :'full_id', 0, 60);
+SELECT * FROM outcome('seq-full');
+SELECT m.percentage, m.canary_requests, m.baseline_requests, m.verdict,
+	   round(extract(epoch FROM m.baseline_window_end - t(0)) / 60) AS baseline_end_minute
+FROM canary.metrics m WHERE m.deployment_id = :'full_id'
+ORDER BY m.id DESC LIMIT 1;
+
+-- A 100% stage whose baseline has no row in the attempt before it has no
+-- baseline to compare with: nodata, never a comparison with nothing.
+SELECT canary_register_agent('seq-alone', 'v1');
+SELECT canary_create('seq-alone', 'v2', stages => '{100}') AS alone_id \gset
+SELECT canary_start(:'alone_id', t(0));
+SELECT traffic('seq-alone', 'v2', 100, 0, 10);
+SELECT (m).verdict, (m).baseline_requests, (m).reasons[1]
+FROM (SELECT canary_collect_metrics(:'alone_id', '10 minutes', t(10)) AS m) AS c;
+
+--
+-- Function attributes and comments
+--
+SELECT p.proname, p.provolatile, p.proparallel,
+	   obj_description(p.oid, 'pg_proc') IS NOT NULL AS has_comment
+FROM pg_proc p WHERE p.proname = 'canary_sequential_evidence';
+SELECT pg_get_function_identity_arguments('canary_sequential_evidence'::regproc) AS arguments;
+
+RESET canary.execution_log_table;
+RESET search_path;
+
+-- Leave an empty database for the next test.
+SET client_min_messages = warning;
+DROP EXTENSION canary CASCADE;
+DROP SCHEMA sequential_test CASCADE;
+DROP SCHEMA public CASCADE;
+CREATE SCHEMA public;
+RESET client_min_messages;
