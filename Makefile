@@ -25,7 +25,7 @@ PG_CPPFLAGS = -I$(srcdir)/src
 PG_CFLAGS = -Wall -Wextra -Wno-unused-parameter -Wno-missing-field-initializers
 SHLIB_LINK = -lcrypto
 
-REGRESS = routing statistics metrics lifecycle
+REGRESS = routing statistics metrics sequential lifecycle
 ISOLATION = routing_cache create_race evaluate_race rollback_promote_race route_transition
 ISOLATION_OPTS = --inputdir=test/isolation --outputdir=test/isolation
 TAP_TESTS = 1
@@ -41,3 +41,8 @@ include $(PGXS)
 
 sql/$(EXTENSION)--$(EXTVERSION).sql: $(INSTALL_PARTS)
 	cat $^ > $@
+
+# Rollout demo over a real LLM traffic trace; see the top of demo/run.sh.
+.PHONY: demo
+demo:
+	bash $(srcdir)/demo/run.sh

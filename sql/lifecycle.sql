@@ -216,7 +216,9 @@ WHERE deployment_id = :'billing' ORDER BY id;
 
 --
 -- Unhealthy evaluations that alternate with healthy ones still reach
--- max_stage_failures: bad, good, bad ten-minute windows.
+-- max_stage_failures: bad, good, bad ten-minute windows.  Fixed thresholds
+-- judge each window afresh; the sequential judge would keep failing after
+-- the first bad window.
 --
 SELECT setseed(0.33);
 SELECT canary_register_agent('lc-flaky', 'v1');
@@ -224,7 +226,8 @@ SELECT canary_create('lc-flaky', 'v2', stages => ARRAY[10, 50],
 					 stage_duration => '60 minutes', min_samples => 100,
 					 evaluation_window => '10 minutes', max_error_rate => 0.30,
 					 success_rate_ratio => 0.95, p95_latency_ratio => 1.5,
-					 failure_threshold => 3, max_stage_failures => 2)
+					 failure_threshold => 3, max_stage_failures => 2,
+					 analysis => 'threshold')
 	AS flaky \gset
 SELECT canary_start(:'flaky', t(0));
 SELECT traffic('lc-flaky', 'v1', 'v2', 10, 3000, 0, 10, 0.01, 0.20);
@@ -245,7 +248,7 @@ SELECT canary_register_agent('lc-search', 'v3');
 SELECT canary_create('lc-search', 'v4', stages => ARRAY[10, 50],
 					 stage_duration => '30 minutes', min_samples => 100,
 					 evaluation_window => '30 minutes', max_error_rate => 0.05,
-					 p95_latency_ratio => 1.5) AS search \gset
+					 p95_latency_ratio => 1.5, analysis => 'threshold') AS search \gset
 SELECT canary_start(:'search', t(0));
 SELECT traffic('lc-search', 'v3', 'v4', 10, 3000, 0, 30, 0.15, 0.15);
 SELECT * FROM ev(:'search', 30);
@@ -315,9 +318,9 @@ SELECT * FROM ev(:'gate', 40);
 SELECT * FROM state(:'gate');
 
 --
--- Sequential analysis.  The metrics engine does not return an inconclusive
--- verdict yet (it judges sequential rollouts by their thresholds too), so
--- this rollout progresses.  NOTE: the pause on an inconclusive verdict and
+-- Sequential analysis.  The sequential judge returns pass, fail or nodata,
+-- never an inconclusive verdict, and finds no significant regression here,
+-- so this rollout progresses.  NOTE: the pause on an inconclusive verdict and
 -- its acceptance by canary_resume() are not exercised until it does.
 --
 SELECT setseed(0.77);

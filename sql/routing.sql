@@ -74,7 +74,7 @@ FROM generate_series(1, 2000) g,
      canary_route('support-bot', 'req-' || g, '') a,
      canary_route('support-bot', 'req-' || g, NULL) b;
 
--- Sticky: the same key gets the same answer in separate statements.
+-- Sticky: the same key gets the same result in separate statements.
 CREATE TEMP TABLE first_pass AS
 SELECT g, r.is_canary FROM generate_series(1, 5000) g,
        canary_route('support-bot', 'x', 'user-' || g) r;

@@ -700,10 +700,12 @@ judge_phase(const CanaryRollout *r, const CanaryMetricsSummary *s,
 		return false;
 	if (r->stage_elapsed < duration)
 	{
-		wait_with(d, psprintf("%s: %s elapsed%s", describe_phase(r),
+		wait_with(d, psprintf("%s: %s elapsed%s%s%s", describe_phase(r),
 							  describe_elapsed(r->stage_elapsed, duration),
 							  s->verdict == CANARY_VERDICT_INCONCLUSIVE ?
-							  ", verdict inconclusive so far" : ""));
+							  ", verdict inconclusive so far" : "",
+							  s->evidence ? "; " : "",
+							  s->evidence ? s->evidence : ""));
 		return false;
 	}
 	if (judge_inconclusive(r, s, d, at))
@@ -724,9 +726,11 @@ evaluate_stage(const CanaryRollout *r, const CanaryMetricsSummary *s,
 	if (!judge_phase(r, s, d, at))
 		return;
 
-	done = psprintf("%s healthy after %s with %lld canary samples",
+	done = psprintf("%s healthy after %s with %lld canary samples%s%s",
 					describe_phase(r), describe_duration(r->stage_elapsed),
-					(long long) s->canary_requests);
+					(long long) s->canary_requests,
+					s->evidence ? " (" : "",
+					s->evidence ? psprintf("%s)", s->evidence) : "");
 	if (r->stage < r->stage_count && r->next_needs_approval)
 		act_pause(r, d, "approval",
 				  psprintf("%s; stage %d (%s%%) waits for canary_approve()",

@@ -226,7 +226,7 @@ canary_register_agent(PG_FUNCTION_ARGS)
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
-	/* Lock the agent's row if it exists, then refuse a version change under a rollout. */
+	/* Lock the agent's row if it exists, then reject a version change under a rollout. */
 	if (canary_spi_execute("SELECT stable_version FROM canary.agents "
 						   "WHERE agent_id = $1 FOR UPDATE",
 						   1, argtypes, values, NULL, SPI_OK_SELECT, 1) > 0 &&

@@ -27,7 +27,7 @@ CREATE FUNCTION canary_create(
 	success_statuses text[] DEFAULT '{success}',
 	error_statuses text[] DEFAULT '{failed,error,timeout}',
 	metrics jsonb DEFAULT '[]',
-	analysis text DEFAULT 'threshold',
+	analysis text DEFAULT 'sequential',
 	alpha double precision DEFAULT 0.01,
 	failure_threshold integer DEFAULT 1,
 	max_stage_failures integer DEFAULT 3,
