@@ -53,6 +53,7 @@
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
+#include "utils/typcache.h"
 #include "utils/uuid.h"
 
 #include "canary.h"
@@ -84,8 +85,9 @@ static LocalTransactionId last_local_xid = InvalidLocalTransactionId;
 /* Prepared plan that loads one agent's routing state. */
 static SPIPlanPtr route_load_plan = NULL;
 
-/* Result row descriptor of canary_route. */
+/* Result row descriptor of canary_route, and the type it describes. */
 static TupleDesc route_result_desc = NULL;
+static Oid	route_result_type = InvalidOid;
 
 /* SHA-256 digest state, reused for every key. */
 static EVP_MD_CTX *sha256_context = NULL;
@@ -400,20 +402,31 @@ route_lookup(const char *agent_id)
 }
 
 /*
- * Build the row descriptor of canary_route's result once per backend.
+ * Return the row descriptor of canary_route's result type, built once per
+ * backend and again if the type was created anew (a new OID) since.
  */
 static TupleDesc
-route_result_descriptor(void)
+route_result_descriptor(FunctionCallInfo fcinfo)
 {
-	if (route_result_desc == NULL)
-	{
-		MemoryContext old_context = MemoryContextSwitchTo(TopMemoryContext);
-		TupleDesc	desc = CreateTemplateTupleDesc(2);
+	Oid			result_type = get_fn_expr_rettype(fcinfo->flinfo);
 
-		TupleDescInitEntry(desc, (AttrNumber) 1, "version", TEXTOID, -1, 0);
-		TupleDescInitEntry(desc, (AttrNumber) 2, "is_canary", BOOLOID, -1, 0);
-		route_result_desc = BlessTupleDesc(desc);
+	if (route_result_desc == NULL || result_type != route_result_type)
+	{
+		MemoryContext old_context;
+		TupleDesc	desc;
+
+		if (!OidIsValid(result_type))
+			elog(ERROR, "could not determine the result type of canary_route");
+		old_context = MemoryContextSwitchTo(TopMemoryContext);
+		desc = lookup_rowtype_tupdesc_copy(result_type, -1);
 		MemoryContextSwitchTo(old_context);
+		if (desc->natts != 2 || TupleDescAttr(desc, 0)->atttypid != TEXTOID ||
+			TupleDescAttr(desc, 1)->atttypid != BOOLOID)
+			elog(ERROR, "result type of canary_route is not (text, boolean)");
+		if (route_result_desc != NULL)
+			FreeTupleDesc(route_result_desc);
+		route_result_desc = desc;
+		route_result_type = result_type;
 	}
 	return route_result_desc;
 }
@@ -481,7 +494,7 @@ canary_route(PG_FUNCTION_ARGS)
 		values[0] = PointerGetDatum(entry->stable_version);
 	values[1] = BoolGetDatum(is_canary);
 
-	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(route_result_descriptor(),
+	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(route_result_descriptor(fcinfo),
 													  values, nulls)));
 }
 
