@@ -427,6 +427,42 @@ SELECT (m).verdict, (m).baseline_requests, (m).reasons[1]
 FROM (SELECT canary_collect_metrics(:'alone_id', '10 minutes', t(10)) AS m) AS c;
 
 --
+-- Stages shorter than ten minutes get buckets of a tenth of the stage
+-- duration, and a stage needs one complete bucket of its own before it can
+-- pass.  With 20-second stages (2-second buckets), a canary that fails half
+-- of its requests is rolled back, never promoted for lack of evidence.
+--
+CREATE FUNCTION drive_seconds(agent text, id uuid, step_seconds integer, steps integer)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	e record;
+BEGIN
+	FOR step IN 1 .. steps LOOP
+		SELECT * INTO e FROM canary_evaluate(id, t(step * step_seconds / 60.0));
+		INSERT INTO decisions
+		SELECT agent, step * step_seconds, e.decision, e.reason, e.stage, e.percentage, m.verdict
+		FROM canary.metrics m WHERE m.id = e.metrics_id;
+		EXIT WHEN e.decision IN ('rollback', 'promote');
+	END LOOP;
+END
+$$;
+SELECT setseed(0.47);
+SELECT canary_register_agent('seq-short', 'v1');
+SELECT canary_create('seq-short', 'v2', stages => '{20,50,100}',
+					 stage_duration => '20 seconds', min_samples => 20,
+					 max_error_rate => 0.10) AS short_id \gset
+SELECT canary_start(:'short_id', t(0));
+SELECT count(*) FROM (SELECT traffic('seq-short', 'v2', 300, 0, 3, 0.54),
+							 traffic('seq-short', 'v1', 700, 0, 3, 0.01)) AS w;
+SELECT drive_seconds('seq-short', :'short_id', 5, 36);
+SELECT status, current_stage FROM canary.deployments WHERE id = :'short_id';
+SELECT count(*) AS promotions FROM decisions WHERE agent = 'seq-short' AND decision = 'promote';
+SELECT (details->'sequential'->>'bucket_seconds')::numeric AS bucket_seconds
+FROM canary.metrics WHERE deployment_id = :'short_id' ORDER BY id DESC LIMIT 1;
+SELECT decision, reason ~ 'errors worse in the canary' AS errors_failed
+FROM decisions WHERE agent = 'seq-short' AND decision <> 'continue';
+
+--
 -- Function attributes and comments
 --
 SELECT p.proname, p.provolatile, p.proparallel,

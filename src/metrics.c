@@ -80,7 +80,15 @@
 #define FETCH_BATCH 1000
 
 /* Width of a time bucket of the sequential judge: one minute. */
-#define SEQUENTIAL_BUCKET_USECS (60 * USECS_PER_SEC)
+/*
+ * Widest bucket of the sequential judge, and the number of buckets a stage
+ * spans at least: a rollout whose stages last under ten minutes gets
+ * buckets of a tenth of its stage duration, down to one second, so that
+ * short stages are judged on evidence too.
+ */
+#define SEQUENTIAL_MAX_BUCKET_USECS (60 * USECS_PER_SEC)
+#define SEQUENTIAL_BUCKETS_PER_STAGE 10
+#define SEQUENTIAL_MIN_BUCKET_USECS USECS_PER_SEC
 
 /* Tests of the sequential judge, in order; extra metrics follow. */
 #define SEQUENTIAL_ERRORS 0
@@ -128,6 +136,7 @@ typedef struct RolloutSettings
 	TimestampTz attempt_start;	/* attempt_started_at, else started_at */
 	TimestampTz attempt_window_start;	/* attempt start plus warmup */
 	int32		attempt;
+	int64		stage_duration_usecs;	/* stage_duration, in microseconds */
 	MetricConfig metrics[CANARY_METRICS_MAX_EXTRA];
 	int			metric_count;
 } RolloutSettings;
@@ -218,6 +227,7 @@ typedef struct SequentialEvidence
 {
 	bool		computed;		/* false when the rollout has not started */
 	TimestampTz origin;			/* attempt start plus warmup */
+	int64		bucket_usecs;	/* bucket width, fixed by the rollout's settings */
 	TimestampTz end;			/* end of the last complete bucket */
 	int64		complete_buckets;	/* buckets in (origin, end] */
 	int64		excluded_buckets;	/* dropped around a traffic change */
@@ -513,7 +523,8 @@ load_rollout(const pg_uuid_t *deployment_id, RolloutSettings *rollout)
 						   "stage_started_at, "
 						   "coalesce(attempt_started_at, started_at), "
 						   "coalesce(attempt_started_at, started_at) + warmup, "
-						   "attempt "
+						   "attempt, "
+						   "(extract(epoch FROM stage_duration) * 1000000)::bigint "
 						   "FROM canary.deployments WHERE id = $1",
 						   1, argtypes, &id, NULL, SPI_OK_SELECT, 1) == 0)
 		ereport(ERROR,
@@ -548,6 +559,7 @@ load_rollout(const pg_uuid_t *deployment_id, RolloutSettings *rollout)
 	rollout->attempt_window_start =
 		DatumGetTimestampTz(canary_spi_get(0, 20, &isnull));
 	rollout->attempt = DatumGetInt32(canary_spi_get(0, 21, &isnull));
+	rollout->stage_duration_usecs = DatumGetInt64(canary_spi_get(0, 22, &isnull));
 }
 
 /*
@@ -828,7 +840,8 @@ summarize_version(VersionWindow *window, int value_count)
  * The sequential judge
  *
  * Method.  Time since the attempt started plus warmup is cut into buckets
- * of SEQUENTIAL_BUCKET_USECS (one minute), (origin + j w, origin + (j+1) w];
+ * of width w (one minute, or a tenth of a shorter stage duration),
+ * (origin + j w, origin + (j+1) w];
  * a bucket counts once its end is at or before the evaluation time.  In
  * each bucket, every event metric gives a 2x2 table: canary events among
  * canary requests against baseline events among baseline requests.  Event
@@ -951,7 +964,7 @@ stream_peek(Collection *collection, VersionStream *stream, int64 *bucket)
 												  stream->batch->tupdesc, 1,
 												  &isnull));
 	*bucket = (timestamp - collection->evidence.origin - 1) /
-		SEQUENTIAL_BUCKET_USECS;
+		collection->evidence.bucket_usecs;
 	return stream->batch->vals[stream->next];
 }
 
@@ -1078,8 +1091,8 @@ add_value_table(CanarySequentialTest *test, const ValueSample *canary,
 static bool
 bucket_excluded(const SequentialEvidence *e, int64 j)
 {
-	TimestampTz start = e->origin + j * SEQUENTIAL_BUCKET_USECS;
-	TimestampTz end = start + SEQUENTIAL_BUCKET_USECS;
+	TimestampTz start = e->origin + j * e->bucket_usecs;
+	TimestampTz end = start + e->bucket_usecs;
 
 	for (int i = 0; i < e->change_count; i++)
 		if (start < e->change_ends[i] && e->changes[i] < end)
@@ -1161,6 +1174,34 @@ read_traffic_changes(Collection *collection, const pg_uuid_t *deployment_id)
 }
 
 /*
+ * Return the bucket width of a rollout: a tenth of its stage duration, but
+ * at most one minute and at least one second.  It depends only on settings
+ * fixed before any data is seen, as the guarantee requires.
+ */
+static int64
+sequential_bucket_width(int64 stage_duration_usecs)
+{
+	int64		width = stage_duration_usecs / SEQUENTIAL_BUCKETS_PER_STAGE;
+
+	if (width > SEQUENTIAL_MAX_BUCKET_USECS)
+		return SEQUENTIAL_MAX_BUCKET_USECS;
+	if (width < SEQUENTIAL_MIN_BUCKET_USECS)
+		return SEQUENTIAL_MIN_BUCKET_USECS;
+	return width;
+}
+
+/*
+ * Describe a bucket width for a reason, such as "one-minute" or "2 s".
+ */
+static char *
+describe_bucket(int64 bucket_usecs)
+{
+	if (bucket_usecs == SEQUENTIAL_MAX_BUCKET_USECS)
+		return pstrdup("one-minute");
+	return psprintf("%g s", (double) bucket_usecs / USECS_PER_SEC);
+}
+
+/*
  * Name the tests of the sequential judge, set them up and split alpha.
  */
 static void
@@ -1189,6 +1230,7 @@ init_sequential(Collection *collection)
 	/* One share for each event metric and one for the error-rate limit */
 	e->test_alpha = r->alpha / (e->test_count + 1);
 	e->log_threshold = -log(e->test_alpha);
+	e->bucket_usecs = sequential_bucket_width(r->stage_duration_usecs);
 }
 
 /*
@@ -1219,8 +1261,8 @@ read_sequential(Collection *collection, const LogTable *table,
 	/* The last complete bucket ends at or before "at". */
 	e->computed = true;
 	e->origin = r->attempt_window_start;
-	e->complete_buckets = (collection->at - e->origin) / SEQUENTIAL_BUCKET_USECS;
-	e->end = e->origin + e->complete_buckets * SEQUENTIAL_BUCKET_USECS;
+	e->complete_buckets = (collection->at - e->origin) / e->bucket_usecs;
+	e->end = e->origin + e->complete_buckets * e->bucket_usecs;
 	read_traffic_changes(collection, deployment_id);
 
 	canary.samples = palloc0(value_count * sizeof(ValueSample));
@@ -1749,7 +1791,8 @@ describe_evidence(Collection *collection)
 	initStringInfo(&text);
 	if (!e->computed || e->complete_buckets == 0)
 	{
-		e->summary = pstrdup("sequential evidence: none yet, no complete one-minute bucket since the attempt started");
+		e->summary = psprintf("sequential evidence: none yet, no complete %s bucket since the attempt started",
+							  describe_bucket(e->bucket_usecs));
 		return;
 	}
 
@@ -1768,6 +1811,27 @@ describe_evidence(Collection *collection)
 		appendStringInfo(&text, " (%lld buckets around traffic changes left out)",
 						 (long long) e->excluded_buckets);
 	e->summary = text.data;
+}
+
+/*
+ * Return whether the current stage has at least one complete bucket of
+ * sequential evidence, and add a reason when it has none.  A stage shorter
+ * than a bucket would otherwise pass on evidence from earlier stages only.
+ */
+static bool
+sequential_stage_judged(Collection *collection)
+{
+	SequentialEvidence *e = &collection->evidence;
+	RolloutSettings *r = &collection->rollout;
+
+	if (!e->computed || !r->has_stage_window_start ||
+		e->end > r->stage_window_start)
+		return true;
+
+	add_reason(collection,
+			   "no complete %s bucket of sequential evidence in stage %d yet",
+			   describe_bucket(e->bucket_usecs), r->stage);
+	return false;
 }
 
 /*
@@ -1811,7 +1875,8 @@ decide_sequential(Collection *collection)
 		collection->verdict = CANARY_VERDICT_FAIL;
 		collection->is_healthy = false;
 	}
-	else if (collection->canary_nodata || collection->baseline_nodata)
+	else if (collection->canary_nodata || collection->baseline_nodata ||
+			 !sequential_stage_judged(collection))
 	{
 		collection->verdict = CANARY_VERDICT_NODATA;
 		collection->is_healthy_isnull = true;
@@ -2002,7 +2067,7 @@ write_sequential_details(JsonWriter *w, const Collection *collection)
 	json_bool(w, "computed", e->computed);
 	json_string(w, "origin", e->computed ? timestamptz_to_str(e->origin) : NULL);
 	json_string(w, "end", e->computed ? timestamptz_to_str(e->end) : NULL);
-	json_int(w, "bucket_seconds", SEQUENTIAL_BUCKET_USECS / USECS_PER_SEC);
+	json_number(w, "bucket_seconds", (double) e->bucket_usecs / USECS_PER_SEC);
 	json_int(w, "complete_buckets", e->complete_buckets);
 	json_int(w, "excluded_buckets", e->excluded_buckets);
 	json_number(w, "test_alpha", e->test_alpha);
