@@ -40,7 +40,6 @@
 
 #include "access/heapam.h"
 #include "access/htup_details.h"
-#include "access/relscan.h"
 #include "access/table.h"
 #include "access/tableam.h"
 #include "access/xact.h"
@@ -451,7 +450,7 @@ launcher_read_settings(bool *role_ok, Oid *roleoid, List **current_dboids)
 	MemoryContext caller_context = CurrentMemoryContext;
 	char	   *rawstring = pstrdup(canary_database ? canary_database : "");
 	List	   *names = NIL;
-	List	   *wanted = NIL;
+	List	   *configured = NIL;
 	ListCell   *lc;
 
 	(void) SplitGUCList(rawstring, ',', &names);
@@ -463,15 +462,15 @@ launcher_read_settings(bool *role_ok, Oid *roleoid, List **current_dboids)
 	{
 		DatabaseWorker *entry = launcher_find_entry(lfirst(lc), true);
 
-		if (list_member_ptr(wanted, entry))
+		if (list_member_ptr(configured, entry))
 			continue;
-		wanted = lappend(wanted, entry);
+		configured = lappend(configured, entry);
 		*current_dboids = lappend_oid(*current_dboids,
 									  launcher_lookup_database(entry));
 	}
 	CommitTransactionCommand();
 	MemoryContextSwitchTo(caller_context);
-	return wanted;
+	return configured;
 }
 
 /*
@@ -486,13 +485,13 @@ launcher_sync_workers(void)
 	bool		role_ok;
 	Oid			roleoid;
 	List	   *current_dboids = NIL;
-	List	   *wanted;
+	List	   *configured;
 	ListCell   *lc;
 	ListCell   *oid_cell;
 	TimestampTz now = GetCurrentTimestamp();
 	long		timeout = CANARY_WORKER_RESTART_DELAY_MS;
 
-	wanted = launcher_read_settings(&role_ok, &roleoid, &current_dboids);
+	configured = launcher_read_settings(&role_ok, &roleoid, &current_dboids);
 
 	/* Stop the workers that the settings no longer ask for. */
 	foreach(lc, database_workers)
@@ -501,14 +500,14 @@ launcher_sync_workers(void)
 
 		if (!canary_worker_enabled)
 			launcher_stop_worker(entry, "\"canary.worker_enabled\" is off");
-		else if (!list_member_ptr(wanted, entry))
+		else if (!list_member_ptr(configured, entry))
 			launcher_stop_worker(entry, "it is no longer in \"canary.database\"");
 		else if (!role_ok || entry->roleoid != roleoid)
 			launcher_stop_worker(entry, "\"canary.worker_role\" changed");
 	}
 
 	/* Start the missing workers, each at most once per restart delay. */
-	forboth(lc, wanted, oid_cell, current_dboids)
+	forboth(lc, configured, oid_cell, current_dboids)
 	{
 		DatabaseWorker *entry = (DatabaseWorker *) lfirst(lc);
 		Oid			dboid = lfirst_oid(oid_cell);
@@ -787,6 +786,7 @@ worker_tick(void)
 	ListCell   *lc;
 	int			changed_count = 0;
 	int			failed_count = 0;
+	TimestampTz started = GetCurrentTimestamp();
 
 	list.result_context = CurrentMemoryContext;
 	if (!run_in_transaction(list_rollouts_unit, &list,
@@ -823,9 +823,10 @@ worker_tick(void)
 			changed_count++;
 	}
 
-	elog(DEBUG1, "canary worker tick in database \"%s\": %d rollouts evaluated, %d changed, %d failed",
+	elog(DEBUG1, "canary worker tick in database \"%s\": %d rollouts evaluated, %d changed, %d failed in %ld ms",
 		 worker_dbname, list_length(list.rollouts), changed_count,
-		 failed_count);
+		 failed_count,
+		 TimestampDifferenceMilliseconds(started, GetCurrentTimestamp()));
 }
 
 /*

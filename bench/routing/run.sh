@@ -88,6 +88,7 @@ listen_addresses = ''
 port = $port
 unix_socket_directories = '$work'
 shared_preload_libraries = 'canary'
+canary.worker_enabled = off
 max_connections = 20
 fsync = off
 CONF
@@ -258,7 +259,7 @@ section=$out/section.md
 	echo "- Machine: $(nproc) CPUs ($cpu_model), $memory_gib GiB RAM; load average (1, 5, 15 min) $load_start at the start, $load_end at the end"
 	echo "- PostgreSQL $server_version; canary built from commit $commit plus any uncommitted changes in the working tree"
 	echo "- Command, from the repository root: \`$command\`"
-	echo "- Server: default settings plus \`shared_preload_libraries = 'canary'\`, \`fsync = off\`, \`max_connections = 20\` and no TCP listener; canary background workers running at the end: $worker_count"
+	echo "- Server: default settings plus \`shared_preload_libraries = 'canary'\`, \`canary.worker_enabled = off\`, \`fsync = off\`, \`max_connections = 20\` and no TCP listener; canary background workers running at the end: $worker_count"
 	echo "- Throughput: pgbench -M prepared -c 2 -j 2 over a unix socket, $rounds rounds of $duration s per workload, interleaved; server and pgbench share the machine"
 	echo "- Data: 100 agents, each with a rollout running at 25%; random agent, request id and user id per transaction"
 	echo
