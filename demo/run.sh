@@ -66,10 +66,12 @@
 # cluster as the unprivileged user "postgres" on a unix socket in a
 # temporary directory, removed on exit, also on failure and Ctrl-C.  With
 # PGHOST or PGPORT set, it uses that server and skips all of that; the
-# server must have canary installed.  Either way it recreates the database
-# CANARY_DEMO_DATABASE and does everything there.  The background worker is
-# not needed: the demo evaluates with simulated times, and a worker that
-# evaluates with the wall-clock time would disturb it.
+# server must have canary installed.  Run as root, PGUSER then defaults to
+# "postgres", because a role named root rarely exists.  Either way it
+# recreates the database CANARY_DEMO_DATABASE and does everything there.
+# The background worker is not needed: the demo evaluates with simulated
+# times, and a worker that evaluates with the wall-clock time would disturb
+# it.
 #
 # Environment:
 #   CANARY_DEMO_SEED      seed of every random draw (default: 1)
@@ -136,6 +138,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 if [ -n "${PGHOST:-}" ] || [ -n "${PGPORT:-}" ]; then
+	[ "$(id -u)" -eq 0 ] && export PGUSER=${PGUSER:-$(canary_server_user)}
 	echo "using the server at ${PGHOST:-default socket} port ${PGPORT:-5432}"
 	command -v pg_config >/dev/null && export PATH="$(canary_pg_bindir):$PATH"
 else

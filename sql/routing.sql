@@ -219,6 +219,19 @@ SELECT canary_start('6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f');
 SELECT version, is_canary, canary_bucket('6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f', 'user-7') AS bucket
 FROM canary_route('id-agent', 'req', 'user-7');
 
+SELECT expect_error($$SELECT canary_create('id-agent', 'v3', id => '6f1c2d3e-4b5a-4c7d-8e9f-0a1b2c3d4e5f', supersede => true)$$);
+
+-- Any role that may execute canary_route can route without privileges on
+-- schema canary: a cache miss reads the tables as their owner.
+SELECT canary_register_agent('role-agent', 'v1');
+CREATE ROLE regress_canary_app;
+SET ROLE regress_canary_app;
+SELECT * FROM canary_route('role-agent', 'req', 'user-7');
+SELECT current_user;
+SELECT expect_error($$SELECT count(*) FROM canary.agents$$);
+RESET ROLE;
+DROP ROLE regress_canary_app;
+
 -- Routing functions declare the volatility and parallel safety a hot
 -- standby and parallel queries need.
 SELECT proname, provolatile, proparallel, proisstrict

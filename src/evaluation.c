@@ -597,11 +597,11 @@ judge_unhealthy(const CanaryRollout *r, const CanaryMetricsSummary *s,
 		act_rollback(r, d, psprintf("hard limit breached in %s: %s",
 									describe_phase(r), details), at);
 	else if (r->consecutive_failures >= r->failure_threshold)
-		act_rollback(r, d, psprintf("canary unhealthy in %s: %d consecutive unhealthy evaluations reached failure_threshold %d: %s",
+		act_rollback(r, d, psprintf("canary unhealthy in %s: consecutive unhealthy evaluations %d, reaching failure_threshold %d: %s",
 									describe_phase(r), r->consecutive_failures,
 									r->failure_threshold, details), at);
 	else if (r->stage_failures >= r->max_stage_failures)
-		act_rollback(r, d, psprintf("canary unhealthy in %s: %d unhealthy evaluations in the stage reached max_stage_failures %d: %s",
+		act_rollback(r, d, psprintf("canary unhealthy in %s: unhealthy evaluations in the stage %d, reaching max_stage_failures %d: %s",
 									describe_phase(r), r->stage_failures,
 									r->max_stage_failures, details), at);
 	else

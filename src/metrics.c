@@ -1898,21 +1898,43 @@ decide(Collection *collection)
 {
 	RolloutSettings *r = &collection->rollout;
 
+	List	   *nodata_reasons = NIL;
+	int			judged_from = list_length(collection->reasons);
+
 	collection->canary_nodata = collection->canary.requests < r->min_samples;
 	collection->baseline_nodata = collection->baseline.requests < r->min_samples;
 	if (collection->canary_nodata)
-		add_reason(collection,
-				   "canary has %lld requests in the window, fewer than min_samples %lld",
-				   (long long) collection->canary.requests, (long long) r->min_samples);
+		nodata_reasons = lappend(nodata_reasons,
+								 psprintf("canary has %lld requests in the window, fewer than min_samples %lld",
+										  (long long) collection->canary.requests,
+										  (long long) r->min_samples));
 	if (collection->baseline_nodata)
-		add_reason(collection,
-				   "baseline has %lld requests in the window, fewer than min_samples %lld",
-				   (long long) collection->baseline.requests, (long long) r->min_samples);
+		nodata_reasons = lappend(nodata_reasons,
+								 psprintf("baseline has %lld requests in the window, fewer than min_samples %lld",
+										  (long long) collection->baseline.requests,
+										  (long long) r->min_samples));
 
 	if (collection->sequential)
 		decide_sequential(collection);
 	else
 		decide_threshold(collection);
+
+	/*
+	 * Missing samples come before the judge's reasons when they decide the
+	 * verdict; after a failure they are only a remark, so they follow the
+	 * failing checks.
+	 */
+	if (collection->verdict == CANARY_VERDICT_FAIL)
+		collection->reasons = list_concat(collection->reasons, nodata_reasons);
+	else
+	{
+		List	   *judged = list_copy_tail(collection->reasons, judged_from);
+
+		collection->reasons = list_truncate(collection->reasons, judged_from);
+		collection->reasons = list_concat(list_concat(collection->reasons,
+													  nodata_reasons),
+										  judged);
+	}
 }
 
 

@@ -537,6 +537,25 @@ supersede_active_rollout(Datum agent_id)
 }
 
 /*
+ * Raise an error if a rollout with the id a caller chose exists already.
+ */
+static void
+reject_existing_id(Datum id)
+{
+	Oid			argtypes[1] = {UUIDOID};
+
+	if (canary_spi_execute("SELECT agent_id FROM canary.deployments WHERE id = $1",
+						   1, argtypes, &id, NULL, SPI_OK_SELECT, 1) > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("rollout %s already exists",
+						DatumGetCString(DirectFunctionCall1(uuid_out, id))),
+				 errdetail("It is a rollout of agent \"%s\".",
+						   canary_spi_get_text(0, 1)),
+				 errhint("Omit the id to get a new random one, or choose another.")));
+}
+
+/*
  * Build the INSERT statement for canary.deployments from create_columns.
  */
 static char *
@@ -600,6 +619,8 @@ canary_create(PG_FUNCTION_ARGS)
 				 errmsg("canary version \"%s\" is already the stable version of agent \"%s\"",
 						canary_version, text_to_cstring(PG_GETARG_TEXT_PP(0))),
 				 errhint("Give the new version that should replace the stable one.")));
+	if (!PG_ARGISNULL(ARG_ID))
+		reject_existing_id(PG_GETARG_DATUM(ARG_ID));
 	if (PG_GETARG_BOOL(ARG_SUPERSEDE))
 		supersede_active_rollout(PG_GETARG_DATUM(0));
 	else

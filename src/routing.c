@@ -39,6 +39,7 @@
 #include "access/htup_details.h"
 #include "access/xact.h"
 #include "catalog/namespace.h"
+#include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
@@ -52,6 +53,7 @@
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
+#include "utils/syscache.h"
 #include "utils/timestamp.h"
 #include "utils/typcache.h"
 #include "utils/uuid.h"
@@ -96,6 +98,9 @@ static EVP_MD *sha256_method = NULL;
 /* Relations whose changes empty the cache; looked up when it is filled. */
 static Oid	agents_relid = InvalidOid;
 static Oid	deployments_relid = InvalidOid;
+
+/* Owner of canary.deployments; a cache miss reads the tables as this role. */
+static Oid	tables_owner = InvalidOid;
 
 /*
  * Relcache invalidation callback: marks the cache stale when canary's
@@ -235,6 +240,7 @@ route_cache_prepare(void)
 		/* The tables may have been dropped and created again. */
 		agents_relid = InvalidOid;
 		deployments_relid = InvalidOid;
+		tables_owner = InvalidOid;
 	}
 	route_cache_stale = false;
 
@@ -254,15 +260,23 @@ route_cache_prepare(void)
 }
 
 /*
- * Look up the OIDs of the tables whose changes invalidate the cache.
+ * Look up the OIDs of the tables whose changes invalidate the cache, and
+ * the role that owns them.
  */
 static void
 lookup_watched_relations(void)
 {
 	Oid			namespace_oid = get_namespace_oid(CANARY_SCHEMA, false);
+	HeapTuple	tuple;
 
 	agents_relid = get_relname_relid("agents", namespace_oid);
 	deployments_relid = get_relname_relid("deployments", namespace_oid);
+
+	tuple = SearchSysCache1(RELOID, ObjectIdGetDatum(deployments_relid));
+	if (!HeapTupleIsValid(tuple))
+		elog(ERROR, "cache lookup failed for relation %u", deployments_relid);
+	tables_owner = ((Form_pg_class) GETSTRUCT(tuple))->relowner;
+	ReleaseSysCache(tuple);
 }
 
 /*
@@ -279,7 +293,18 @@ route_load(const char *agent_id, CanaryRouteEntry *entry,
 	int			nest_level;
 	int			ret;
 	bool		found = false;
+	Oid			save_userid;
+	int			save_sec_context;
 
+	/*
+	 * Read as the owner of canary's tables, so that any role allowed to
+	 * execute canary_route can route without privileges on schema canary.
+	 * An error restores the caller's identity when the transaction aborts.
+	 */
+	GetUserIdAndSecContext(&save_userid, &save_sec_context);
+	SetUserIdAndSecContext(tables_owner,
+						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
+						   SECURITY_RESTRICTED_OPERATION);
 	canary_run_with_safe_search_path_begin(&nest_level);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -346,6 +371,7 @@ route_load(const char *agent_id, CanaryRouteEntry *entry,
 
 	SPI_finish();
 	canary_run_with_safe_search_path_end(nest_level);
+	SetUserIdAndSecContext(save_userid, save_sec_context);
 	return found;
 }
 
