@@ -318,10 +318,12 @@ SELECT * FROM ev(:'gate', 40);
 SELECT * FROM state(:'gate');
 
 --
--- Sequential analysis.  The sequential judge returns pass, fail or nodata,
--- never an inconclusive verdict, and finds no significant regression here,
--- so this rollout progresses.  NOTE: the pause on an inconclusive verdict and
--- its acceptance by canary_resume() are not exercised until it does.
+-- Inconclusive verdict.  The sequential judge calls a stage inconclusive
+-- when a test's evidence of a regression is past the square root of its
+-- threshold without reaching it (here the errors test, canary 7% against
+-- baseline 5%).  At the stage deadline the rollout pauses for a human;
+-- canary_resume() accepts it, and the same evidence does not pause the
+-- attempt again.
 --
 SELECT setseed(0.77);
 SELECT canary_register_agent('lc-unsure', 'v1');
@@ -331,9 +333,17 @@ SELECT canary_create('lc-unsure', 'v2', stages => ARRAY[10, 50],
 					 p95_latency_ratio => 1.5, analysis => 'sequential')
 	AS unsure \gset
 SELECT canary_start(:'unsure', t(0));
-SELECT traffic('lc-unsure', 'v1', 'v2', 10, 1500, 0, 30, 0.05, 0.06);
-SELECT * FROM ev(:'unsure', 30);
+SELECT traffic('lc-unsure', 'v1', 'v2', 10, 6000, 0, 30, 0.05, 0.07);
+SELECT decision, stage, percentage FROM canary_evaluate(:'unsure', t(30));
+SELECT decision, verdict, reason ~ '^verdict inconclusive at the end of stage 1' AS at_deadline,
+	   reason ~ 'errors inconclusive: evidence' AS errors_inconclusive
+FROM canary.decisions WHERE deployment_id = :'unsure' ORDER BY id DESC LIMIT 1;
 SELECT * FROM state(:'unsure');
+SELECT pause_kind FROM canary.deployments WHERE id = :'unsure';
+SELECT canary_resume(:'unsure');
+SELECT * FROM ev(:'unsure', 31);
+SELECT * FROM state(:'unsure');
+SELECT inconclusive_accepted FROM canary.deployments WHERE id = :'unsure';
 
 --
 -- Bake time: after the last stage the canary keeps its share under watch;

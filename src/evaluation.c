@@ -333,7 +333,6 @@ canary_eval_transition(const CanaryRollout *r, const CanaryTransition *t)
 					   "stage_samples = CASE WHEN $7 THEN 0 ELSE stage_samples END, "
 					   "consecutive_failures = CASE WHEN $7 THEN 0 ELSE consecutive_failures END, "
 					   "stage_failures = CASE WHEN $7 THEN 0 ELSE stage_failures END, "
-					   "inconclusive_accepted = $7 IS NOT TRUE AND inconclusive_accepted, "
 					   "completed_at = CASE WHEN $2 IN ('promoted', 'rolled_back', "
 					   "'superseded') THEN $8 END, "
 					   "updated_at = pg_catalog.now() WHERE id = $1",
@@ -653,11 +652,9 @@ judge_nodata(const CanaryRollout *r, const CanaryMetricsSummary *s,
 
 /*
  * Handle an inconclusive verdict at the end of the stage per
- * inconclusive_action, unless an operator accepted the stage with
- * canary_resume().  Returns false when the stage may complete.
- *
- * NOTE: the metrics engine does not return CANARY_VERDICT_INCONCLUSIVE yet,
- * so no regression test reaches this path.
+ * inconclusive_action, unless an operator accepted an inconclusive verdict
+ * of this attempt with canary_resume().  Returns false when the stage may
+ * complete.
  */
 static bool
 judge_inconclusive(const CanaryRollout *r, const CanaryMetricsSummary *s,

@@ -1732,6 +1732,44 @@ check_sequential_tests(Collection *collection)
 }
 
 /*
+ * Return whether some test's current evidence has reached the square root
+ * of its threshold (half of it on the log scale, 20 for a threshold of 400)
+ * without failing: a regression is then likely enough that promoting
+ * without a human look would be rash.  The lifecycle lets such a stage run
+ * its course and applies inconclusive_action at its deadline.  When the
+ * canary is no worse, Markov's inequality bounds the chance that one test's
+ * evidence is at that level at a given evaluation by the inverse of that
+ * level, and it is far lower in practice, because the evidence of a
+ * healthy canary drifts towards 0.
+ */
+static bool
+check_sequential_inconclusive(Collection *collection)
+{
+	SequentialEvidence *e = &collection->evidence;
+	bool		inconclusive = false;
+
+	for (int i = 0; i < e->test_count; i++)
+	{
+		CanarySequentialTest *t = &e->tests[i];
+
+		if (t->log_evidence < e->log_threshold / 2)
+			continue;
+		inconclusive = true;
+		add_reason(collection,
+				   "%s inconclusive: evidence %s of %s needed, beyond %s, over %lld buckets, canary %lld/%lld vs baseline %lld/%lld %s",
+				   e->names[i], format_evidence(t->log_evidence),
+				   format_evidence(e->log_threshold),
+				   format_evidence(e->log_threshold / 2),
+				   (long long) t->buckets,
+				   (long long) t->canary_events,
+				   (long long) t->canary_requests,
+				   (long long) t->baseline_events,
+				   (long long) t->baseline_requests, e->events[i]);
+	}
+	return inconclusive;
+}
+
+/*
  * Check the error-rate limit of the sequential judge over the attempt's
  * buckets: the baseline is unhealthy when its evidence of exceeding
  * max_error_rate reaches the threshold, and otherwise the canary breaks the
@@ -1846,6 +1884,7 @@ static void
 decide_sequential(Collection *collection)
 {
 	bool		failed = false;
+	bool		inconclusive;
 
 	compare_metrics(collection);
 	for (int i = 0; i < collection->comparison_count; i++)
@@ -1866,6 +1905,7 @@ decide_sequential(Collection *collection)
 	if (collection->evidence.computed)
 		check_sequential_rate_limit(collection);
 	failed |= collection->evidence.rate_breached;
+	inconclusive = !failed && check_sequential_inconclusive(collection);
 	check_sample_ratio(collection);
 	describe_evidence(collection);
 	add_reason(collection, "%s", collection->evidence.summary);
@@ -1879,6 +1919,11 @@ decide_sequential(Collection *collection)
 			 !sequential_stage_judged(collection))
 	{
 		collection->verdict = CANARY_VERDICT_NODATA;
+		collection->is_healthy_isnull = true;
+	}
+	else if (inconclusive)
+	{
+		collection->verdict = CANARY_VERDICT_INCONCLUSIVE;
 		collection->is_healthy_isnull = true;
 	}
 	else

@@ -385,7 +385,8 @@ canary_retry(PG_FUNCTION_ARGS)
 	/* Start the new attempt. */
 	canary_spi_execute("UPDATE canary.deployments SET attempt = attempt + 1, "
 					   "attempt_started_at = $2, last_evaluated_at = NULL, "
-					   "approved_stage = NULL, bake_started_at = NULL "
+					   "approved_stage = NULL, bake_started_at = NULL, "
+					   "inconclusive_accepted = false "
 					   "WHERE id = $1 RETURNING pg_catalog.trim_scale(stages[1])::text, attempt",
 					   2, argtypes, values, NULL, SPI_OK_UPDATE_RETURNING, 1);
 	t.status = "running";

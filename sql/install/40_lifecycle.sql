@@ -22,7 +22,7 @@ COMMENT ON COLUMN canary.deployments.attempt_started_at IS 'Time the current att
 COMMENT ON COLUMN canary.deployments.stage_samples IS 'Canary samples counted in the current stage at the last evaluation';
 COMMENT ON COLUMN canary.deployments.consecutive_failures IS 'Unhealthy evaluations in a row in the current stage';
 COMMENT ON COLUMN canary.deployments.stage_failures IS 'Unhealthy evaluations in the current stage, consecutive or not';
-COMMENT ON COLUMN canary.deployments.inconclusive_accepted IS 'Whether an operator accepted an inconclusive verdict for the current stage with canary_resume()';
+COMMENT ON COLUMN canary.deployments.inconclusive_accepted IS 'Whether an operator accepted an inconclusive verdict with canary_resume(); it holds for the rest of the attempt, so the same evidence does not pause the rollout again, while a failure still rolls it back';
 COMMENT ON COLUMN canary.deployments.approved_stage IS 'Stage number that canary_approve() allowed to start';
 COMMENT ON COLUMN canary.deployments.bake_started_at IS 'Start of the bake time after the last stage; NULL while stages run';
 COMMENT ON COLUMN canary.deployments.pause_kind IS 'Why a paused rollout waits: manual, baseline, nodata, inconclusive or approval';
