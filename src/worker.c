@@ -57,7 +57,9 @@
 #include "storage/latch.h"
 #include "tcop/tcopprot.h"
 #include "utils/builtins.h"
+#include "common/hashfn.h"
 #include "utils/guc.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
@@ -109,6 +111,26 @@ typedef struct RolloutRef
 	char	   *id_text;
 	char	   *agent_id;
 } RolloutRef;
+
+/* A rollout whose last evaluation failed, and how its failures repeat. */
+typedef struct FailingRollout
+{
+	char		id_text[UUID_LEN * 2 + 5];	/* hash key */
+	uint32		message_hash;	/* hash of the last error message */
+	int64		repeats;		/* failures in a row with that message */
+} FailingRollout;
+
+/*
+ * Rollouts whose evaluation failed at the last tick.  A failure that
+ * repeats the previous one's message is logged in full only every
+ * FAILURE_REPORT_EVERY ticks, and at DEBUG1 in between.
+ */
+static HTAB *failing_rollouts = NULL;
+#define FAILURE_REPORT_EVERY 100
+
+/* Set while a rollout is evaluated, for the error filter below. */
+static const RolloutRef *evaluating_rollout = NULL;
+static bool evaluation_error_repeated = false;
 
 /* Input and output of list_rollouts_unit. */
 typedef struct ListUnit
@@ -612,6 +634,73 @@ canary_launcher_main(Datum main_arg)
  */
 
 /*
+ * Decide whether the error being handled should be reported: always, unless
+ * a rollout is being evaluated and its previous evaluation failed with the
+ * same message, in which case only every FAILURE_REPORT_EVERY-th repeat is.
+ * Called in PG_CATCH, before the error state is flushed.
+ */
+static bool
+error_is_news(void)
+{
+	ErrorData  *edata;
+	FailingRollout *entry;
+	uint32		message_hash;
+	bool		found;
+
+	evaluation_error_repeated = false;
+	if (evaluating_rollout == NULL)
+		return true;
+
+	if (failing_rollouts == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(entry->id_text);
+		ctl.entrysize = sizeof(FailingRollout);
+		failing_rollouts = hash_create("canary failing rollouts", 16, &ctl,
+									   HASH_ELEM | HASH_STRINGS);
+	}
+
+	edata = CopyErrorData();
+	message_hash = edata->message ? hash_bytes((const unsigned char *) edata->message,
+											   strlen(edata->message)) : 0;
+	FreeErrorData(edata);
+
+	entry = hash_search(failing_rollouts, evaluating_rollout->id_text,
+						HASH_ENTER, &found);
+	if (found && entry->message_hash == message_hash)
+		entry->repeats++;
+	else
+	{
+		entry->message_hash = message_hash;
+		entry->repeats = 0;
+	}
+	evaluation_error_repeated = (entry->repeats % FAILURE_REPORT_EVERY) != 0;
+	return !evaluation_error_repeated;
+}
+
+/*
+ * Forget a rollout's failures after a successful evaluation, and say so if
+ * it had failed before.
+ */
+static void
+forget_failures(const RolloutRef *rollout)
+{
+	FailingRollout *entry;
+
+	if (failing_rollouts == NULL)
+		return;
+	entry = hash_search(failing_rollouts, rollout->id_text, HASH_FIND, NULL);
+	if (entry == NULL)
+		return;
+	ereport(LOG,
+			(errmsg_internal("rollout %s of agent \"%s\" evaluated again after %lld failed evaluations",
+							 rollout->id_text, rollout->agent_id,
+							 (long long) entry->repeats + 1)));
+	hash_search(failing_rollouts, rollout->id_text, HASH_REMOVE, NULL);
+}
+
+/*
  * Run one unit of work in its own transaction, bracketed the way a client
  * statement is: statement timestamp, snapshot, SPI connection and activity
  * report.  An error is reported to the server log, the transaction is
@@ -643,7 +732,8 @@ run_in_transaction(WorkerUnit unit, void *arg, const char *activity)
 	{
 		/* Report, then clean up as the end of a failed statement does. */
 		MemoryContextSwitchTo(caller_context);
-		EmitErrorReport();
+		if (error_is_news())
+			EmitErrorReport();
 		FlushErrorState();
 		AbortCurrentTransaction();
 		succeeded = false;
@@ -759,12 +849,21 @@ evaluate_rollout(const char *evaluate_sql, const RolloutRef *rollout,
 	errcallback.arg = (void *) rollout;
 	errcallback.previous = error_context_stack;
 	error_context_stack = &errcallback;
+	evaluating_rollout = rollout;
 	succeeded = run_in_transaction(evaluate_unit, &unit,
 								   "canary worker: evaluating a rollout");
+	evaluating_rollout = NULL;
 	error_context_stack = errcallback.previous;
 
 	if (!succeeded)
+	{
+		if (evaluation_error_repeated)
+			ereport(DEBUG1,
+					(errmsg_internal("rollout %s of agent \"%s\" failed again with the same error",
+									 rollout->id_text, rollout->agent_id)));
 		return false;
+	}
+	forget_failures(rollout);
 
 	*changed = (strcmp(unit.decision, "continue") != 0);
 	ereport(*changed ? LOG : DEBUG2,

@@ -144,6 +144,22 @@ ok( $node->log_contains(
 		qr/LOG:  rollout $rollout{bad} of agent "bad": rollback/, $log_offset),
 	'rollback logged');
 
+# A failure that repeats its message at every tick is logged once, and the
+# rollout's recovery is logged when its evaluation works again.
+my $failures = () =
+  slurp_file($node->logfile, $log_offset) =~
+  /ERROR:  decision store of agent broken is unavailable/g;
+is($failures, 1, 'repeated evaluation error logged once');
+$node->safe_psql('postgres',
+	'DROP TRIGGER reject_broken_decision ON canary.decisions');
+ok( $node->wait_for_log(
+		qr/LOG:  rollout $rollout{broken} of agent "broken" evaluated again after \d+ failed evaluations/,
+		$log_offset),
+	'recovery after repeated failures logged');
+my ($failed_ticks) =
+  slurp_file($node->logfile, $log_offset) =~ /evaluated again after (\d+) failed/;
+cmp_ok($failed_ticks, '>', 1, 'the logged error repeated at several ticks');
+
 # Turning the worker off stops it; turning it on again starts it.
 $log_offset = -s $node->logfile;
 $node->append_conf('postgresql.conf', "canary.worker_enabled = off\n");
