@@ -780,8 +780,7 @@ read_version(Collection *collection, const char *sql, const char *version,
 	for (int i = 0; i < value_count; i++)
 		pg_prng_seed(&window->samples[i].prng, RESERVOIR_SEED);
 
-	portal = SPI_cursor_open_with_args(NULL, sql, 6, argtypes, values, NULL,
-									   false, CURSOR_OPT_NO_SCROLL);
+	portal = canary_spi_cursor_open(sql, 6, argtypes, values, NULL);
 	for (;;)
 	{
 		SPI_cursor_fetch(portal, true, FETCH_BATCH);
@@ -928,9 +927,7 @@ stream_open(Collection *collection, const char *sql, const char *version,
 	values[5] = rollout->error_statuses;
 
 	memset(stream, 0, sizeof(VersionStream));
-	stream->portal = SPI_cursor_open_with_args(NULL, sql, 6, argtypes, values,
-											   NULL, false,
-											   CURSOR_OPT_NO_SCROLL);
+	stream->portal = canary_spi_cursor_open(sql, 6, argtypes, values, NULL);
 }
 
 /*

@@ -14,13 +14,104 @@
 #include "postgres.h"
 
 #include "executor/spi.h"
+#include "common/hashfn.h"
 #include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/memutils.h"
 
 #include "spi_helpers.h"
 
+/* A prepared statement kept for the life of the backend, by its text. */
+typedef struct PlanCacheEntry
+{
+	const char *sql;			/* hash key, a copy in TopMemoryContext */
+	SPIPlanPtr	plan;
+} PlanCacheEntry;
+
+static HTAB *plan_cache = NULL;
+
+static uint32
+plan_key_hash(const void *key, Size keysize)
+{
+	const char *sql = *(const char *const *) key;
+
+	return string_hash(sql, strlen(sql) + 1);
+}
+
+static int
+plan_key_match(const void *key1, const void *key2, Size keysize)
+{
+	return strcmp(*(const char *const *) key1, *(const char *const *) key2);
+}
+
 /*
- * Run a parameterized statement and check its result code.  isnull may be
- * NULL when no argument is null.  Returns the number of rows processed.
+ * Return the kept plan of a statement, preparing it on first use.  Every
+ * caller passes the same argument types and cursor options with the same
+ * text, so the text alone is the key.  The plan cache replans when a table the statement
+ * reads changes, and when the search_path differs from the one it was
+ * planned under.
+ */
+static SPIPlanPtr
+kept_plan(const char *sql, int nargs, const Oid *argtypes, int cursor_options)
+{
+	PlanCacheEntry *entry;
+	SPIPlanPtr	plan;
+	bool		found;
+
+	if (plan_cache == NULL)
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = sizeof(const char *);
+		ctl.entrysize = sizeof(PlanCacheEntry);
+		ctl.hash = plan_key_hash;
+		ctl.match = plan_key_match;
+		plan_cache = hash_create("canary statement plans", 64, &ctl,
+								 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE);
+	}
+
+	entry = hash_search(plan_cache, &sql, HASH_FIND, NULL);
+	if (entry != NULL)
+		return entry->plan;
+
+	plan = SPI_prepare_cursor(sql, nargs, (Oid *) argtypes, cursor_options);
+	if (plan == NULL)
+		elog(ERROR, "SPI_prepare failed with %s for: %s",
+			 SPI_result_code_string(SPI_result), sql);
+	if (SPI_keepplan(plan) != 0)
+		elog(ERROR, "SPI_keepplan failed");
+
+	sql = MemoryContextStrdup(TopMemoryContext, sql);
+	entry = hash_search(plan_cache, &sql, HASH_ENTER, &found);
+	entry->plan = plan;
+	return plan;
+}
+
+/*
+ * Return the kept plan of a statement that is executed, not opened as a
+ * cursor.
+ */
+SPIPlanPtr
+canary_spi_plan(const char *sql, int nargs, const Oid *argtypes)
+{
+	return kept_plan(sql, nargs, argtypes, 0);
+}
+
+/*
+ * Fill SPI's null flags from an optional array of booleans.
+ */
+static void
+fill_nulls(char *nulls, int nargs, const bool *isnull)
+{
+	Assert(nargs <= FUNC_MAX_ARGS);
+	for (int i = 0; i < nargs; i++)
+		nulls[i] = (isnull != NULL && isnull[i]) ? 'n' : ' ';
+}
+
+/*
+ * Run a parameterized statement through its kept plan and check its result
+ * code.  isnull may be NULL when no argument is null.  Returns the number
+ * of rows processed.
  */
 int
 canary_spi_execute(const char *sql, int nargs, const Oid *argtypes,
@@ -30,16 +121,28 @@ canary_spi_execute(const char *sql, int nargs, const Oid *argtypes,
 	char		nulls[FUNC_MAX_ARGS] = {0};
 	int			ret;
 
-	Assert(nargs <= FUNC_MAX_ARGS);
-	for (int i = 0; i < nargs; i++)
-		nulls[i] = (isnull != NULL && isnull[i]) ? 'n' : ' ';
-
-	ret = SPI_execute_with_args(sql, nargs, (Oid *) argtypes,
-								(Datum *) values, nulls, false, max_rows);
+	fill_nulls(nulls, nargs, isnull);
+	ret = SPI_execute_plan(canary_spi_plan(sql, nargs, argtypes),
+						   (Datum *) values, nulls, false, max_rows);
 	if (ret != expected_code)
 		elog(ERROR, "unexpected SPI result %s for: %s",
 			 SPI_result_code_string(ret), sql);
 	return (int) SPI_processed;
+}
+
+/*
+ * Open a cursor over a parameterized query through its kept plan.
+ */
+Portal
+canary_spi_cursor_open(const char *sql, int nargs, const Oid *argtypes,
+					   const Datum *values, const bool *isnull)
+{
+	char		nulls[FUNC_MAX_ARGS] = {0};
+
+	fill_nulls(nulls, nargs, isnull);
+	return SPI_cursor_open(NULL,
+						   kept_plan(sql, nargs, argtypes, CURSOR_OPT_NO_SCROLL),
+						   (Datum *) values, nulls, false);
 }
 
 /*

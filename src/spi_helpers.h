@@ -15,6 +15,11 @@
 extern int	canary_spi_execute(const char *sql, int nargs, const Oid *argtypes,
 							   const Datum *values, const bool *isnull,
 							   int expected_code, long max_rows);
+extern SPIPlanPtr canary_spi_plan(const char *sql, int nargs,
+								  const Oid *argtypes);
+extern Portal canary_spi_cursor_open(const char *sql, int nargs,
+									 const Oid *argtypes, const Datum *values,
+									 const bool *isnull);
 extern Datum canary_spi_get(int row, int column, bool *isnull);
 extern char *canary_spi_get_text(int row, int column);
 
