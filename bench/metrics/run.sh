@@ -53,6 +53,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 . "$repo/test/lib.sh"
+. "$repo/bench/lib.sh"
 
 rows=${CANARY_BENCH_ROWS:-10000000}
 rounds=${CANARY_BENCH_ROUNDS:-5}
@@ -560,23 +561,7 @@ section=$out/section.md
 echo
 cat "$section"
 
-# Replace the generated block in the results file, keeping every other
-# section and any notes written by hand in the Metrics collection section.
+# Replace the generated block in the results file.
 if [ -n "$results" ]; then
-	[ -f "$results" ] || printf '# Benchmark results\n' >"$results"
-	merged=$out/results.md
-	if grep -q '^<!-- begin metrics results' "$results"; then
-		awk -v section="$section" '
-			/^<!-- begin metrics results/ { while ((getline line < section) > 0) print line; skip = 1; next }
-			/^<!-- end metrics results -->/ { skip = 0; next }
-			!skip { print }' "$results" >"$merged"
-	elif grep -q '^## Metrics collection$' "$results"; then
-		awk -v section="$section" '
-			{ print }
-			/^## Metrics collection$/ { print ""; while ((getline line < section) > 0) print line }' "$results" >"$merged"
-	else
-		{ cat "$results"; printf '\n## Metrics collection\n\n'; cat "$section"; } >"$merged"
-	fi
-	cat "$merged" >"$results"
-	echo "results written to $results"
+	canary_bench_write_section "$results" "Metrics collection" metrics "$section"
 fi

@@ -39,6 +39,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 . "$repo/test/lib.sh"
+. "$repo/bench/lib.sh"
 
 duration=${CANARY_BENCH_DURATION:-10}
 rounds=${CANARY_BENCH_ROUNDS:-5}
@@ -365,23 +366,7 @@ section=$out/section.md
 echo
 cat "$section"
 
-# Replace the generated block in the results file, keeping every other
-# section and any notes written by hand in the Routing section.
+# Replace the generated block in the results file.
 if [ -n "$results" ]; then
-	[ -f "$results" ] || printf '# Benchmark results\n' >"$results"
-	merged=$out/results.md
-	if grep -q '^<!-- begin routing results' "$results"; then
-		awk -v section="$section" '
-			/^<!-- begin routing results/ { while ((getline line < section) > 0) print line; skip = 1; next }
-			/^<!-- end routing results -->/ { skip = 0; next }
-			!skip { print }' "$results" >"$merged"
-	elif grep -q '^## Routing$' "$results"; then
-		awk -v section="$section" '
-			{ print }
-			/^## Routing$/ { print ""; while ((getline line < section) > 0) print line }' "$results" >"$merged"
-	else
-		{ cat "$results"; printf '\n## Routing\n\n'; cat "$section"; } >"$merged"
-	fi
-	cat "$merged" >"$results"
-	echo "results written to $results"
+	canary_bench_write_section "$results" "Routing" routing "$section"
 fi

@@ -38,6 +38,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 . "$repo/test/lib.sh"
+. "$repo/bench/lib.sh"
 
 rollouts=${CANARY_BENCH_ROLLOUTS:-1000}
 rows=${CANARY_BENCH_ROWS:-1000}
@@ -273,23 +274,7 @@ section=$out/section.md
 echo
 cat "$section"
 
-# Replace the generated block in the results file, keeping every other
-# section.
+# Replace the generated block in the results file.
 if [ -n "$results" ]; then
-	[ -f "$results" ] || printf '# Benchmark results\n' >"$results"
-	merged=$out/results.md
-	if grep -q '^<!-- begin worker results' "$results"; then
-		awk -v section="$section" '
-			/^<!-- begin worker results/ { while ((getline line < section) > 0) print line; skip = 1; next }
-			/^<!-- end worker results -->/ { skip = 0; next }
-			!skip { print }' "$results" >"$merged"
-	elif grep -q '^## Worker tick$' "$results"; then
-		awk -v section="$section" '
-			{ print }
-			/^## Worker tick$/ { print ""; while ((getline line < section) > 0) print line }' "$results" >"$merged"
-	else
-		{ cat "$results"; printf '\n## Worker tick\n\n'; cat "$section"; } >"$merged"
-	fi
-	cat "$merged" >"$results"
-	echo "results written to $results"
+	canary_bench_write_section "$results" "Worker tick" worker "$section"
 fi
