@@ -463,6 +463,25 @@ SELECT decision, reason ~ 'errors worse in the canary' AS errors_failed
 FROM decisions WHERE agent = 'seq-short' AND decision <> 'continue';
 
 --
+-- Low traffic: 100 requests per minute give the canary about 5 per minute
+-- at 5%, 50 in a 10-minute window.  min_samples counts the whole stage with
+-- the sequential judge, so the stage completes on its 30 minutes of rows
+-- instead of waiting for a window that never holds 100.
+--
+SELECT setseed(0.53);
+SELECT canary_register_agent('seq-slow', 'v1');
+SELECT canary_create('seq-slow', 'v2', stages => '{5,25}', min_samples => 100,
+					 evaluation_window => '10 minutes', max_error_rate => 0.10) AS slow_id \gset
+SELECT canary_start(:'slow_id', t(0));
+SELECT count(*) FROM (SELECT traffic('seq-slow', 'v2', 5, 0, 31),
+							 traffic('seq-slow', 'v1', 95, 0, 31)) AS w;
+SELECT drive('seq-slow', :'slow_id', 0, 31);
+SELECT * FROM outcome('seq-slow');
+SELECT m.canary_requests AS window_canary, m.stage_canary_requests AS stage_canary
+FROM canary.metrics m WHERE m.deployment_id = :'slow_id' AND m.stage = 1
+ORDER BY m.id DESC LIMIT 1;
+
+--
 -- Function attributes and comments
 --
 SELECT p.proname, p.provolatile, p.proparallel,

@@ -277,6 +277,8 @@ typedef struct Collection
 	bool		baseline_unhealthy;
 	bool		baseline_nodata;
 	bool		canary_nodata;
+	int64		stage_canary_requests;	/* rows since the stage started */
+	int64		stage_baseline_requests;
 	bool		is_healthy_isnull;
 	bool		is_healthy;
 	CanaryVerdict verdict;
@@ -1943,17 +1945,17 @@ decide(Collection *collection)
 	List	   *nodata_reasons = NIL;
 	int			judged_from = list_length(collection->reasons);
 
-	collection->canary_nodata = collection->canary.requests < r->min_samples;
-	collection->baseline_nodata = collection->baseline.requests < r->min_samples;
+	collection->canary_nodata = collection->stage_canary_requests < r->min_samples;
+	collection->baseline_nodata = collection->stage_baseline_requests < r->min_samples;
 	if (collection->canary_nodata)
 		nodata_reasons = lappend(nodata_reasons,
-								 psprintf("canary has %lld requests in the window, fewer than min_samples %lld",
-										  (long long) collection->canary.requests,
+								 psprintf("canary has %lld requests counted for the stage, fewer than min_samples %lld",
+										  (long long) collection->stage_canary_requests,
 										  (long long) r->min_samples));
 	if (collection->baseline_nodata)
 		nodata_reasons = lappend(nodata_reasons,
-								 psprintf("baseline has %lld requests in the window, fewer than min_samples %lld",
-										  (long long) collection->baseline.requests,
+								 psprintf("baseline has %lld requests counted for the stage, fewer than min_samples %lld",
+										  (long long) collection->stage_baseline_requests,
 										  (long long) r->min_samples));
 
 	if (collection->sequential)
@@ -2317,6 +2319,8 @@ store_metrics(const Collection *c, const pg_uuid_t *deployment_id,
 	add_float(&row, "observed_canary_share", c->observed_share);
 	add_float(&row, "sample_ratio_p_value", c->sample_ratio_p_value);
 	add_column(&row, "sample_ratio_mismatch", BOOLOID, BoolGetDatum(c->sample_ratio_mismatch), false);
+	add_column(&row, "stage_baseline_requests", INT8OID, Int64GetDatum(c->stage_baseline_requests), false);
+	add_column(&row, "stage_canary_requests", INT8OID, Int64GetDatum(c->stage_canary_requests), false);
 	add_column(&row, "hard_limit_breached", BOOLOID, BoolGetDatum(c->hard_limit_breached), false);
 	add_column(&row, "baseline_unhealthy", BOOLOID, BoolGetDatum(c->baseline_unhealthy), false);
 	add_column(&row, "baseline_nodata", BOOLOID, BoolGetDatum(c->baseline_nodata), false);
@@ -2453,6 +2457,60 @@ validate_collect_arguments(const Interval *window, TimestampTz at)
 }
 
 /*
+ * Count one version's rows in (from, to] through the index.
+ */
+static int64
+count_rows(const LogTable *table, const char *agent_id, const char *version,
+		   TimestampTz from, TimestampTz to)
+{
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[4];
+	bool		isnull;
+
+	values[0] = CStringGetTextDatum(agent_id);
+	values[1] = CStringGetTextDatum(version);
+	values[2] = TimestampTzGetDatum(from);
+	values[3] = TimestampTzGetDatum(to);
+	canary_spi_execute(psprintf("SELECT count(*) FROM %s WHERE agent_id = $1 "
+								"AND version = $2 AND \"timestamp\" > $3 "
+								"AND \"timestamp\" <= $4", table->qualified),
+					   4, argtypes, values, NULL, SPI_OK_SELECT, 1);
+	return DatumGetInt64(canary_spi_get(0, 1, &isnull));
+}
+
+/*
+ * Count the rows that min_samples applies to.  The sequential judge decides
+ * on evidence gathered since the attempt started, so there min_samples
+ * counts the whole stage: when the stage is older than the window, the rows
+ * between the stage start (plus warmup) and the window count too, and a
+ * stage at low traffic can still collect its samples.  At 100% traffic the
+ * baseline's historic window stands for its stage.  The threshold judge
+ * checks the window's rows only, so min_samples counts those.
+ */
+static void
+count_stage_requests(Collection *collection, const LogTable *table)
+{
+	RolloutSettings *r = &collection->rollout;
+	bool		stage_older = (strcmp(r->status, "running") == 0 ||
+							   strcmp(r->status, "paused") == 0) &&
+		r->has_stage_window_start &&
+		r->stage_window_start < collection->window_start;
+
+	collection->stage_canary_requests = collection->canary.requests;
+	collection->stage_baseline_requests = collection->baseline.requests;
+	if (!stage_older || !collection->sequential)
+		return;
+
+	collection->stage_canary_requests +=
+		count_rows(table, r->agent_id, r->canary_version,
+				   r->stage_window_start, collection->window_start);
+	if (!collection->historic_baseline)
+		collection->stage_baseline_requests +=
+			count_rows(table, r->agent_id, r->baseline_version,
+					   r->stage_window_start, collection->window_start);
+}
+
+/*
  * Read both versions, compare them and decide.  Runs connected to SPI.
  */
 static void
@@ -2483,6 +2541,7 @@ collect(Collection *collection, const pg_uuid_t *deployment_id,
 				 collection->at, &collection->canary);
 	if (collection->sequential)
 		read_sequential(collection, &table, deployment_id);
+	count_stage_requests(collection, &table);
 	value_count = r->metric_count + 1;
 	summarize_version(&collection->baseline, value_count);
 	summarize_version(&collection->canary, value_count);
@@ -2535,8 +2594,8 @@ canary_metrics_collect(const pg_uuid_t *deployment_id, const Interval *window,
 
 	/* Copy the summary into the caller's context before SPI frees its own. */
 	MemoryContextSwitchTo(caller);
-	summary->canary_requests = collection->canary.requests;
-	summary->baseline_requests = collection->baseline.requests;
+	summary->canary_requests = collection->stage_canary_requests;
+	summary->baseline_requests = collection->stage_baseline_requests;
 	summary->canary_error_rate = collection->canary.error_rate;
 	summary->baseline_error_rate = collection->baseline.error_rate;
 	summary->canary_p95 = collection->canary.samples[0].p95;

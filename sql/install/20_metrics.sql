@@ -49,6 +49,8 @@ CREATE TABLE canary.metrics (
 	observed_canary_share double precision,
 	sample_ratio_p_value double precision,
 	sample_ratio_mismatch boolean NOT NULL,
+	stage_baseline_requests bigint NOT NULL,
+	stage_canary_requests bigint NOT NULL,
 	hard_limit_breached boolean NOT NULL,
 	baseline_unhealthy boolean NOT NULL,
 	baseline_nodata boolean NOT NULL,
@@ -59,6 +61,8 @@ CREATE TABLE canary.metrics (
 	created_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
 COMMENT ON TABLE canary.metrics IS 'One row per metrics collection: counts, rates and latency percentiles of baseline and canary over an evaluation window, and their comparison';
+COMMENT ON COLUMN canary.metrics.stage_canary_requests IS 'Canary rows that min_samples counts: since the current stage started plus warmup with the sequential judge, in the window with the threshold judge';
+COMMENT ON COLUMN canary.metrics.stage_baseline_requests IS 'Baseline rows that min_samples counts, as for the canary; at 100% traffic, the rows of the historic baseline window';
 COMMENT ON COLUMN canary.metrics.stage IS 'Stage of the rollout when the metrics were collected; 0 before the start';
 COMMENT ON COLUMN canary.metrics.percentage IS 'Canary traffic percentage of the rollout when the metrics were collected';
 COMMENT ON COLUMN canary.metrics.collected_at IS 'Evaluation time given to the collection; the window ends here';
