@@ -84,8 +84,9 @@ is( $node->safe_psql(
 
 my $log_offset = -s $node->logfile;
 
-# The threshold judge decides within seconds; the default sequential judge
-# waits for complete one-minute buckets.
+# The default sequential judge uses buckets of a tenth of the stage duration,
+# at least one second, so stages of a few seconds are decided within seconds.
+# alpha 0.001 makes a false rollback of the healthy rollout a 1-in-1000 event.
 # Start one rollout per agent: two 2 s stages, 30 samples each.
 my %rollout;
 foreach my $agent ('good', 'bad', 'broken')
@@ -95,7 +96,7 @@ foreach my $agent ('good', 'bad', 'broken')
 SELECT canary_create('$agent', 'v2', stages => '{20,50}',
 	stage_duration => '2 seconds', min_samples => 30,
 	success_rate_ratio => 0.9, p95_latency_ratio => 1.5,
-	max_error_rate => 0.1, analysis => 'threshold')});
+	max_error_rate => 0.1, alpha => 0.001)});
 	$node->safe_psql('postgres', "SELECT canary_start('$rollout{$agent}')");
 }
 

@@ -51,14 +51,15 @@ ok( $node->poll_query_until(
 	),
 	'worker runs');
 
-# The threshold judge decides within seconds; the default sequential judge
-# waits for complete one-minute buckets.
+# The default sequential judge uses buckets of a tenth of the stage duration,
+# at least one second, so stages of a few seconds are decided within seconds.
+# alpha 0.001 makes a false rollback of the healthy rollout a 1-in-1000 event.
 my $rollout = $node->safe_psql(
 	'postgres', q{
 SELECT canary_create('agent', 'v2', stages => '{10,20,30,40,50}',
 	stage_duration => '2 seconds', min_samples => 30,
 	success_rate_ratio => 0.9, p95_latency_ratio => 1.5, max_error_rate => 0.1,
-	analysis => 'threshold')});
+	alpha => 0.001)});
 $node->safe_psql('postgres', "SELECT canary_start('$rollout')");
 
 # Let the worker move the rollout to stage 3, then kill it.

@@ -66,14 +66,15 @@ FROM generate_series(1, 500) g,
 
 my $standby_session = $standby->background_psql('postgres');
 
-# The threshold judge decides within seconds; the default sequential judge
-# waits for complete one-minute buckets.
+# The default sequential judge uses buckets of a tenth of the stage duration,
+# at least one second, so stages of a few seconds are decided within seconds.
+# alpha 0.001 makes a false rollback of the healthy rollout a 1-in-1000 event.
 my $rollout = $primary->safe_psql(
 	'postgres', q{
 SELECT canary_create('agent', 'v2', stages => '{20,50}',
 	stage_duration => '2 seconds', min_samples => 30,
 	success_rate_ratio => 0.9, p95_latency_ratio => 1.5, max_error_rate => 0.1,
-	analysis => 'threshold')});
+	alpha => 0.001)});
 $primary->safe_psql('postgres', "SELECT canary_start('$rollout')");
 
 # Compare routing after every state change until the rollout ends.

@@ -53,8 +53,9 @@ END
 $$;
 });
 
-# The threshold judge decides within seconds; the default sequential judge
-# waits for complete one-minute buckets.
+# The default sequential judge uses buckets of a tenth of the stage duration,
+# at least one second, so stages of a few seconds are decided within seconds.
+# alpha 0.001 makes a false rollback of the healthy rollout a 1-in-1000 event.
 my %rollout;
 foreach my $agent ('good', 'bad')
 {
@@ -63,7 +64,7 @@ foreach my $agent ('good', 'bad')
 SELECT canary_create('$agent', 'v2', stages => '{50}',
 	stage_duration => '2 seconds', min_samples => 30,
 	success_rate_ratio => 0.9, p95_latency_ratio => 1.5,
-	max_error_rate => 0.1, analysis => 'threshold')});
+	max_error_rate => 0.1, alpha => 0.001)});
 	$node->safe_psql('postgres', "SELECT canary_start('$rollout{$agent}')");
 }
 
