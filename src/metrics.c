@@ -81,10 +81,10 @@
 
 /* Width of a time bucket of the sequential judge: one minute. */
 /*
- * Widest bucket of the sequential judge, and the number of buckets a stage
- * spans at least: a rollout whose stages last under ten minutes gets
- * buckets of a tenth of its stage duration, down to one second, so that
- * short stages are judged on evidence too.
+ * Widest and narrowest bucket of the sequential judge, and the number of
+ * buckets a stage spans at least.  A rollout whose stages last under ten
+ * minutes gets buckets of a tenth of its stage duration, down to one
+ * second, so that short stages are judged on evidence too.
  */
 #define SEQUENTIAL_MAX_BUCKET_USECS (60 * USECS_PER_SEC)
 #define SEQUENTIAL_BUCKETS_PER_STAGE 10
@@ -2481,10 +2481,10 @@ count_rows(const LogTable *table, const char *agent_id, const char *version,
 /*
  * Count the rows that min_samples applies to.  The sequential judge decides
  * on evidence gathered since the attempt started, so there min_samples
- * counts the whole stage: when the stage is older than the window, the rows
- * between the stage start (plus warmup) and the window count too, and a
- * stage at low traffic can still collect its samples.  At 100% traffic the
- * baseline's historic window stands for its stage.  The threshold judge
+ * counts the whole stage.  When the stage is older than the window, the
+ * rows between the stage start (plus warmup) and the window count too, and
+ * a stage at low traffic can still collect its samples.  At 100% traffic
+ * the baseline's historic window stands for its stage.  The threshold judge
  * checks the window's rows only, so min_samples counts those.
  */
 static void
