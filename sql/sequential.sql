@@ -482,6 +482,24 @@ FROM canary.metrics m WHERE m.deployment_id = :'slow_id' AND m.stage = 1
 ORDER BY m.id DESC LIMIT 1;
 
 --
+-- A paused rollout keeps its split, so the canary still serves traffic: a
+-- proven regression rolls it back even while it waits for an operator.
+--
+SELECT setseed(0.59);
+SELECT canary_register_agent('seq-paused', 'v1');
+SELECT canary_create('seq-paused', 'v2', stages => '{25,100}',
+					 max_error_rate => 0.50) AS paused_id \gset
+SELECT canary_start(:'paused_id', t(0));
+SELECT canary_pause(:'paused_id', 'operator looks at a dashboard');
+SELECT count(*) FROM (SELECT traffic('seq-paused', 'v2', 250, 0, 20, 0.05),
+							 traffic('seq-paused', 'v1', 750, 0, 20, 0.01)) AS w;
+SELECT drive('seq-paused', :'paused_id', 0, 20);
+SELECT * FROM outcome('seq-paused');
+SELECT status FROM canary.deployments WHERE id = :'paused_id';
+SELECT reason ~ 'errors worse in the canary' AS errors_failed
+FROM decisions WHERE agent = 'seq-paused' AND decision = 'rollback';
+
+--
 -- Function attributes and comments
 --
 SELECT p.proname, p.provolatile, p.proparallel,

@@ -29,7 +29,9 @@
  *   canary keeps the last stage's percentage under watch for bake_time.
  *   The same checks apply, and completion promotes.
  * - paused: traffic stays at the current split.  pause_kind says why.  An
- *   evaluation records a "continue" decision and acts on nothing.
+ *   evaluation records a "continue" decision, unless the canary is proven
+ *   worse while the baseline is healthy: the failure limits then apply and
+ *   may roll it back, since the frozen split still serves the canary.
  * - promoted, rolled_back, superseded: terminal.  Evaluation is rejected;
  *   canary_retry() starts a new attempt of a rolled-back rollout.
  *
@@ -76,6 +78,8 @@ typedef struct Decision
 	const char *decision;
 	char	   *reason;
 } Decision;
+
+static void wait_paused(const CanaryRollout *r, Decision *d, TimestampTz at);
 
 /* canary_evaluate's result row, copied out of SPI memory. */
 typedef struct EvaluationResult
@@ -774,12 +778,31 @@ evaluate_bake(const CanaryRollout *r, const CanaryMetricsSummary *s,
 }
 
 /*
- * State "paused": record that the rollout waits, without reading metrics
- * or acting.  Only canary_resume() (or canary_approve() for an approval
- * gate) lets it go on.
+ * State "paused": the split stays frozen, so the canary still serves its
+ * share.  A proven regression (an unhealthy verdict while the baseline is
+ * healthy) still counts toward the failure limits and rolls back; anything
+ * else records that the rollout waits.  Only canary_resume() (or
+ * canary_approve() for an approval gate) lets it go on.
  */
 static void
-evaluate_paused(const CanaryRollout *r, Decision *d, TimestampTz at)
+evaluate_paused(CanaryRollout *r, const CanaryMetricsSummary *s,
+				Decision *d, TimestampTz at)
+{
+	if (s->verdict == CANARY_VERDICT_FAIL && !s->baseline_unhealthy)
+	{
+		update_counters(r, s, at);
+		judge_unhealthy(r, s, d, at);
+		if (strcmp(d->decision, "rollback") == 0)
+			return;
+	}
+	wait_paused(r, d, at);
+}
+
+/*
+ * Record that a paused rollout waits for an operator.
+ */
+static void
+wait_paused(const CanaryRollout *r, Decision *d, TimestampTz at)
 {
 	Oid			argtypes[2] = {UUIDOID, TIMESTAMPTZOID};
 	Datum		values[2];
@@ -868,8 +891,10 @@ evaluate_rollout(const pg_uuid_t *id, TimestampTz at, EvaluationResult *result)
 	{
 		if (strcmp(r.status, "paused") == 0)
 		{
-			evaluate_paused(&r, &d, at);
-			insert_decision(&r, d.decision, d.reason, NULL, true, at);
+			memset(&summary, 0, sizeof(summary));
+			canary_metrics_collect(&r.id, r.window, at, &summary);
+			evaluate_paused(&r, &summary, &d, at);
+			insert_decision(&r, d.decision, d.reason, &summary, true, at);
 		}
 		else
 		{
