@@ -459,6 +459,11 @@ SELECT agent_id, decision,
 FROM canary_evaluate_all(t(120)) ORDER BY agent_id;
 SELECT status, count(*) FROM canary.deployments
 WHERE agent_id LIKE 'lc-%' GROUP BY status ORDER BY status;
+-- Paused rollouts are evaluated too, because their frozen split still
+-- serves the canary; without a proven regression they wait.
+SELECT e.agent_id, e.decision, d.status
+FROM canary_evaluate_all(t(121)) e JOIN canary.deployments d ON d.id = e.deployment_id
+WHERE d.agent_id LIKE 'lc-%' ORDER BY e.agent_id;
 
 --
 -- Every rollout, with its outcome and how far it got.

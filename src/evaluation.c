@@ -986,7 +986,7 @@ evaluate_in_subtransaction(ReturnSetInfo *rsinfo, pg_uuid_t *id,
 }
 
 /*
- * SQL function canary_evaluate_all(at): evaluates every running rollout,
+ * SQL function canary_evaluate_all(at): evaluates every running or paused rollout,
  * each in its own subtransaction so that one failure does not stop the
  * others.  Returns one row per rollout.
  */
@@ -1004,11 +1004,11 @@ canary_evaluate_all(PG_FUNCTION_ARGS)
 	at = PG_GETARG_TIMESTAMPTZ(0);
 	InitMaterializedSRF(fcinfo, 0);
 
-	/* List the running rollouts; each is locked when its turn comes. */
+	/* List the running and paused rollouts; each is locked when its turn comes. */
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 	count = canary_spi_execute("SELECT id, agent_id FROM canary.deployments "
-							   "WHERE status = 'running' ORDER BY agent_id, id",
+							   "WHERE status IN ('running', 'paused') ORDER BY agent_id, id",
 							   0, NULL, NULL, NULL, SPI_OK_SELECT, 0);
 	ids = SPI_palloc(sizeof(pg_uuid_t) * Max(count, 1));
 	agent_ids = SPI_palloc(sizeof(char *) * Max(count, 1));

@@ -1,7 +1,7 @@
 /*-------------------------------------------------------------------------
  *
  * worker.c
- *		Background workers that evaluate every running rollout on a timer.
+ *		Background workers that evaluate every running or paused rollout on a timer.
  *
  * Two kinds of process run when the library is in shared_preload_libraries:
  *
@@ -15,7 +15,7 @@
  *   itself after the same delay, and at once after a crash restart.
  *
  * - A worker (bgw_type "canary worker") connects to one database.  Each tick
- *   lists the running rollouts in one transaction, then calls
+ *   lists the running and paused rollouts in one transaction, then calls
  *   canary_evaluate() for each rollout in a transaction of its own.  The
  *   evaluation locks the rollout's row, so a manual call or a pg_cron job at
  *   the same moment waits and then sees the state this one left.  An error
@@ -104,7 +104,7 @@ static bool extension_missing_reported = false;
 /* One unit of work, run in its own transaction by run_in_transaction. */
 typedef void (*WorkerUnit) (void *arg);
 
-/* A running rollout as listed at the start of a tick. */
+/* A running or paused rollout as listed at the start of a tick. */
 typedef struct RolloutRef
 {
 	pg_uuid_t	id;
@@ -747,7 +747,7 @@ run_in_transaction(WorkerUnit unit, void *arg, const char *activity)
 }
 
 /*
- * Unit of work: find the extension's schema and list the running rollouts,
+ * Unit of work: find the extension's schema and list the running and paused rollouts,
  * copied into the result context.
  */
 static void
@@ -769,7 +769,7 @@ list_rollouts_unit(void *arg)
 	schema = canary_spi_get_text(0, 1);
 
 	count = canary_spi_execute("SELECT id, agent_id FROM canary.deployments "
-							   "WHERE status = 'running' ORDER BY agent_id, id",
+							   "WHERE status IN ('running', 'paused') ORDER BY agent_id, id",
 							   0, NULL, NULL, NULL, SPI_OK_SELECT, 0);
 
 	oldcontext = MemoryContextSwitchTo(unit->result_context);
@@ -875,7 +875,7 @@ evaluate_rollout(const char *evaluate_sql, const RolloutRef *rollout,
 }
 
 /*
- * One tick: evaluate every running rollout of the database, each in its
+ * One tick: evaluate every running or paused rollout of the database, each in its
  * own transaction.
  */
 static void
@@ -889,7 +889,7 @@ worker_tick(void)
 
 	list.result_context = CurrentMemoryContext;
 	if (!run_in_transaction(list_rollouts_unit, &list,
-							"canary worker: listing running rollouts"))
+							"canary worker: listing running and paused rollouts"))
 		return;
 
 	/* Without the extension there is nothing to do until it is created. */
@@ -956,7 +956,7 @@ worker_shutdown(int code, Datum arg)
 }
 
 /*
- * Entry point of a worker: evaluates the running rollouts of the database
+ * Entry point of a worker: evaluates the running and paused rollouts of the database
  * whose OID is main_arg, connected as the role whose OID is in bgw_extra,
  * every canary.evaluation_interval.
  */

@@ -173,7 +173,7 @@ AS 'MODULE_PATHNAME', 'canary_evaluate_all'
 LANGUAGE C VOLATILE PARALLEL UNSAFE
 SET search_path = pg_catalog, pg_temp;
 COMMENT ON FUNCTION canary_evaluate_all(timestamptz) IS
-'Evaluate every running rollout, each in its own subtransaction; a failed evaluation reports its error and changes nothing';
+'Evaluate every running or paused rollout, each in its own subtransaction; a failed evaluation reports its error and changes nothing';
 
 --
 -- Operator actions
