@@ -390,7 +390,7 @@ AS $$
 	), updated AS (
 		UPDATE canary_bench.runs r
 		SET stage = e.stage,
-			outcome = CASE WHEN e.decision IN ('rollback', 'promote', 'pause')
+			outcome = CASE WHEN e.decision IN ('rollback', 'promote')
 						   THEN e.decision END,
 			outcome_stage = e.old_stage,
 			outcome_minute = sim_minute,
@@ -469,15 +469,17 @@ BEGIN
 		EXIT WHEN active = 0;
 	END LOOP;
 
-	-- Rollouts still running when the time ran out.
-	UPDATE canary_bench.runs
-	SET outcome = 'running', outcome_stage = stage, outcome_minute = max_minutes,
-		outcome_reason = 'still running when the simulation stopped'
-	WHERE batch_id = batch AND outcome IS NULL;
+	-- Rollouts still running or paused when the time ran out.  A paused
+	-- rollout keeps its split and is evaluated every minute like a running
+	-- one, since a proven regression still rolls it back.
 	UPDATE canary_bench.runs r
-	SET pause_kind = d.pause_kind
+	SET outcome = CASE WHEN d.status = 'paused' THEN 'pause' ELSE 'running' END,
+		outcome_stage = r.stage, outcome_minute = max_minutes,
+		outcome_reason = CASE WHEN d.status = 'paused' THEN d.status_reason
+							  ELSE 'still running when the simulation stopped' END,
+		pause_kind = d.pause_kind
 	FROM canary.deployments d
-	WHERE r.batch_id = batch AND r.deployment_id = d.id AND r.outcome = 'pause';
+	WHERE r.batch_id = batch AND r.deployment_id = d.id AND r.outcome IS NULL;
 	UPDATE canary_bench.batches
 	SET log_rows = rows_written, evaluations = evaluations_done,
 		finished_at = clock_timestamp()
