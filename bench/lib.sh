@@ -31,3 +31,51 @@ canary_bench_write_section() {
 	rm -f "$merged"
 	echo "results written to $results"
 }
+
+# Create the directory of a throwaway cluster, owned by the server user,
+# and print its path.
+#   $1  name used in the directory name
+canary_bench_make_workdir() {
+	local work
+	work=$(mktemp -d "/tmp/canary-bench-$1.XXXXXX")
+	chmod 755 "$work"
+	chown "$(canary_server_user)" "$work"
+	echo "$work"
+}
+
+# Initialize and start a throwaway cluster in a directory made by
+# canary_bench_make_workdir.  It listens only on a unix socket in that
+# directory; settings read from standard input are appended to its
+# configuration.  Prints the server log and returns 1 when it cannot start.
+#   $1  directory   $2  port number of the socket
+canary_bench_start_server() {
+	local work=$1 port=$2
+
+	canary_as_server_user initdb -D "$work/data" -A trust -U postgres \
+		--encoding=UTF8 --locale=C --no-sync >/dev/null
+	{
+		printf "listen_addresses = ''\nport = %s\nunix_socket_directories = '%s'\n" \
+			"$port" "$work"
+		cat
+	} >>"$work/data/postgresql.conf"
+	if ! canary_as_server_user pg_ctl -D "$work/data" -l "$work/server.log" -w start >/dev/null; then
+		echo "could not start the benchmark server; its log follows" >&2
+		cat "$work/server.log" >&2
+		return 1
+	fi
+}
+
+# Stop a throwaway cluster if it runs and remove its directory.  With a
+# non-zero exit status, the server log is kept in the output directory.
+#   $1  directory   $2  output directory   $3  exit status of the script
+canary_bench_remove_server() {
+	local work=$1 out=$2 status=${3:-0}
+
+	if [ "$status" -ne 0 ] && [ -n "$out" ]; then
+		cp "$work/server.log" "$out/server.log" 2>/dev/null || true
+	fi
+	if [ -f "$work/data/postmaster.pid" ]; then
+		canary_as_server_user pg_ctl -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
+	fi
+	rm -rf "$work"
+}

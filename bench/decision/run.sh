@@ -107,9 +107,7 @@ make -C "$repo" -s install
 
 rm -rf "$out"
 mkdir -p "$out"
-work=$(mktemp -d /tmp/canary-bench-decision.XXXXXX)
-chmod 755 "$work"
-chown "$(canary_server_user)" "$work"
+work=$(canary_bench_make_workdir decision)
 worker_pids=()
 
 # Stop the workers and the server and remove its directory, whatever ended
@@ -118,10 +116,7 @@ cleanup() {
 	for pid in "${worker_pids[@]}"; do
 		kill "$pid" 2>/dev/null || true
 	done
-	if [ -f "$work/data/postmaster.pid" ]; then
-		canary_as_server_user pg_ctl -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
-	fi
-	rm -rf "$work"
+	canary_bench_remove_server "$work" "" 0
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -129,12 +124,7 @@ trap 'exit 143' TERM
 
 # Start the throwaway cluster: unix socket only, no TCP listener, nothing
 # preloaded.  Durability is off because the data is thrown away.
-canary_as_server_user initdb -D "$work/data" -A trust -U postgres \
-	--encoding=UTF8 --locale=C --no-sync >/dev/null
-cat >>"$work/data/postgresql.conf" <<CONF
-listen_addresses = ''
-port = $port
-unix_socket_directories = '$work'
+canary_bench_start_server "$work" "$port" <<CONF || exit 1
 max_connections = 20
 shared_buffers = 2GB
 work_mem = 64MB
@@ -146,11 +136,6 @@ checkpoint_timeout = 30min
 jit = off
 timezone = 'UTC'
 CONF
-if ! canary_as_server_user pg_ctl -D "$work/data" -l "$work/server.log" -w start >/dev/null; then
-	echo "could not start the benchmark server; its log follows" >&2
-	cat "$work/server.log" >&2
-	exit 1
-fi
 
 export PGHOST=$work PGPORT=$port PGUSER=postgres PGDATABASE=postgres
 psql_run() {

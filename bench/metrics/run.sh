@@ -82,21 +82,12 @@ make -C "$repo" -s install
 
 rm -rf "$out"
 mkdir -p "$out"
-work=$(mktemp -d /tmp/canary-bench-metrics.XXXXXX)
-chmod 755 "$work"
-chown "$(canary_server_user)" "$work"
+work=$(canary_bench_make_workdir metrics)
 
 # Stop the server and remove its directory, whatever ended the script.
 # After a failure its log is kept in bench/out/metrics.
 cleanup() {
-	local status=$?
-	if [ "$status" -ne 0 ]; then
-		cp "$work/server.log" "$out/server.log" 2>/dev/null || true
-	fi
-	if [ -f "$work/data/postmaster.pid" ]; then
-		canary_as_server_user pg_ctl -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
-	fi
-	rm -rf "$work"
+	canary_bench_remove_server "$work" "$out" $?
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -105,12 +96,7 @@ trap 'exit 143' TERM
 # Start the throwaway cluster: unix socket only, no background worker, no
 # JIT (its compile time would add a fixed cost to the straightforward SQL
 # only) and no parallel query, so every statement runs in one process.
-canary_as_server_user initdb -D "$work/data" -A trust -U postgres \
-	--encoding=UTF8 --locale=C --no-sync >/dev/null
-cat >>"$work/data/postgresql.conf" <<CONF
-listen_addresses = ''
-port = $port
-unix_socket_directories = '$work'
+canary_bench_start_server "$work" "$port" <<CONF || exit 1
 shared_preload_libraries = 'canary'
 canary.worker_enabled = off
 max_connections = 20
@@ -122,11 +108,6 @@ jit = off
 max_parallel_workers_per_gather = 0
 timezone = 'UTC'
 CONF
-if ! canary_as_server_user pg_ctl -D "$work/data" -l "$work/server.log" -w start >/dev/null; then
-	echo "could not start the benchmark server; its log follows" >&2
-	cat "$work/server.log" >&2
-	exit 1
-fi
 
 export PGHOST=$work PGPORT=$port PGUSER=postgres PGDATABASE=postgres
 psql_run() {
