@@ -10,13 +10,13 @@
 #ifndef CANARY_H
 #define CANARY_H
 
-/* Longest agent id in bytes; canary.agents enforces the same limit. */
+/* Maximum length of an agent id in bytes; canary.agents enforces it too. */
 #define CANARY_AGENT_ID_MAXLEN 255
 
 /* Number of routing buckets: a bucket is a value in [0, 10000). */
 #define CANARY_BUCKETS 10000
 
-/* Name of the schema that holds canary's tables, views and types. */
+/* Name of the schema that contains canary's tables, views and types. */
 #define CANARY_SCHEMA "canary"
 
 /* search_path that SQL run by canary's C functions executes under. */

@@ -680,7 +680,7 @@ error_is_news(void)
 }
 
 /*
- * Forget a rollout's failures after a successful evaluation, and say so if
+ * Forget a rollout's failures after a successful evaluation, and log it if
  * it had failed before.
  */
 static void
