@@ -44,6 +44,7 @@
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "nodes/pg_list.h"
+#include "tcop/pquery.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
 #include "utils/datum.h"
@@ -75,9 +76,6 @@
 
 /* Seed of the reservoir sample, fixed so that a collection is repeatable. */
 #define RESERVOIR_SEED UINT64CONST(0x63616e617279)
-
-/* Rows fetched from the execution log cursor at a time. */
-#define FETCH_BATCH 1000
 
 /* Width of a time bucket of the sequential judge: one minute. */
 /*
@@ -182,16 +180,6 @@ typedef struct BucketSide
 	ValueSample *samples;		/* latency_ms, then each extra metric */
 } BucketSide;
 
-/* A cursor over one version's rows with its current batch. */
-typedef struct VersionStream
-{
-	Portal		portal;
-	SPITupleTable *batch;
-	uint64		rows;			/* rows in batch */
-	uint64		next;			/* next row of batch to read */
-	bool		done;
-} VersionStream;
-
 /* Statistical comparison of one metric; NaN marks a missing number. */
 typedef struct MetricComparison
 {
@@ -221,7 +209,7 @@ typedef struct LogTable
 
 /*
  * Evidence of the sequential judge over the complete time buckets of the
- * current attempt; see the comment above read_sequential.
+ * current attempt; see the comment above prepare_sequential.
  */
 typedef struct SequentialEvidence
 {
@@ -664,34 +652,6 @@ check_log_columns(const LogTable *table, const RolloutSettings *rollout)
  */
 
 /*
- * Build the per-version query.  Columns: "timestamp" when with_timestamp,
- * then status class (1 success, 2 error, 0 otherwise), latency_ms and each
- * extra metric, all as float8.
- */
-static char *
-build_window_query(const LogTable *table, const RolloutSettings *rollout,
-				   bool with_timestamp)
-{
-	StringInfoData sql;
-
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "SELECT ");
-	if (with_timestamp)
-		appendStringInfoString(&sql, "\"timestamp\", ");
-	appendStringInfoString(&sql,
-						   "CASE WHEN status::text = ANY ($5) THEN 1 "
-						   "WHEN status::text = ANY ($6) THEN 2 ELSE 0 END, "
-						   "latency_ms::float8");
-	for (int i = 0; i < rollout->metric_count; i++)
-		appendStringInfo(&sql, ", %s::float8",
-						 quote_identifier(rollout->metrics[i].column));
-	appendStringInfo(&sql, " FROM %s WHERE agent_id = $1 AND version = $2 "
-					 "AND \"timestamp\" > $3 AND \"timestamp\" <= $4 "
-					 "ORDER BY \"timestamp\"", table->qualified);
-	return sql.data;
-}
-
-/*
  * Add one value to a sample.  Past the cap, Algorithm R keeps a uniform
  * sample: the n-th value replaces a random kept one with probability cap/n.
  */
@@ -727,87 +687,6 @@ sample_add(ValueSample *sample, MemoryContext context, double value)
 }
 
 /*
- * Count one fetched row into a version's window.
- */
-static void
-add_row(VersionWindow *window, int value_count, MemoryContext context,
-		HeapTuple tuple, TupleDesc desc)
-{
-	bool		isnull;
-	int32		status_class = DatumGetInt32(SPI_getbinval(tuple, desc, 1, &isnull));
-
-	window->requests++;
-	if (status_class == 1)
-		window->successes++;
-	else if (status_class == 2)
-		window->errors++;
-	else
-		window->unrecognized++;
-
-	for (int i = 0; i < value_count; i++)
-	{
-		Datum		value = SPI_getbinval(tuple, desc, i + 2, &isnull);
-
-		if (isnull)
-			window->samples[i].missing++;
-		else
-			sample_add(&window->samples[i], context, DatumGetFloat8(value));
-	}
-}
-
-/*
- * Read one version's rows in (start, end] through a cursor, so that memory
- * stays bounded however many rows the window holds.
- */
-static void
-read_version(Collection *collection, const char *sql, const char *version,
-			 TimestampTz start, TimestampTz end, VersionWindow *window)
-{
-	RolloutSettings *rollout = &collection->rollout;
-	int			value_count = rollout->metric_count + 1;
-	Oid			argtypes[6] = {TEXTOID, TEXTOID, TIMESTAMPTZOID,
-	TIMESTAMPTZOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[6];
-	Portal		portal;
-
-	values[0] = CStringGetTextDatum(rollout->agent_id);
-	values[1] = CStringGetTextDatum(version);
-	values[2] = TimestampTzGetDatum(start);
-	values[3] = TimestampTzGetDatum(end);
-	values[4] = rollout->success_statuses;
-	values[5] = rollout->error_statuses;
-
-	memset(window, 0, sizeof(VersionWindow));
-	window->samples = palloc0(value_count * sizeof(ValueSample));
-	for (int i = 0; i < value_count; i++)
-		pg_prng_seed(&window->samples[i].prng, RESERVOIR_SEED);
-
-	portal = canary_spi_cursor_open(sql, 6, argtypes, values, NULL);
-	for (;;)
-	{
-		SPI_cursor_fetch(portal, true, FETCH_BATCH);
-		if (SPI_processed == 0)
-			break;
-		for (uint64 row = 0; row < SPI_processed; row++)
-			add_row(window, value_count, collection->values_context,
-					SPI_tuptable->vals[row], SPI_tuptable->tupdesc);
-		SPI_freetuptable(SPI_tuptable);
-	}
-	SPI_freetuptable(SPI_tuptable);
-	SPI_cursor_close(portal);
-}
-
-/* qsort comparator for ascending finite doubles */
-static int
-compare_doubles(const void *a, const void *b)
-{
-	double		x = *(const double *) a;
-	double		y = *(const double *) b;
-
-	return (x > y) - (x < y);
-}
-
-/*
  * Sort a version's samples and compute its rates, means and percentiles.
  * A rate or percentile over no rows is NaN, stored as NULL.
  */
@@ -826,8 +705,7 @@ summarize_version(VersionWindow *window, int value_count)
 	{
 		ValueSample *sample = &window->samples[i];
 
-		if (sample->kept > 1)
-			qsort(sample->values, sample->kept, sizeof(double), compare_doubles);
+		canary_stats_sort(sample->values, sample->kept);
 		sample->mean = sample->count > 0 ?
 			sample->sum / sample->count : get_float8_nan();
 		sample->p50 = canary_stats_percentile_sorted(sample->values, sample->kept, 0.50);
@@ -910,75 +788,6 @@ summarize_version(VersionWindow *window, int value_count)
  */
 
 /*
- * Open a cursor over one version's rows of the sequential read.
- */
-static void
-stream_open(Collection *collection, const char *sql, const char *version,
-			VersionStream *stream)
-{
-	RolloutSettings *rollout = &collection->rollout;
-	Oid			argtypes[6] = {TEXTOID, TEXTOID, TIMESTAMPTZOID,
-	TIMESTAMPTZOID, TEXTARRAYOID, TEXTARRAYOID};
-	Datum		values[6];
-
-	values[0] = CStringGetTextDatum(rollout->agent_id);
-	values[1] = CStringGetTextDatum(version);
-	values[2] = TimestampTzGetDatum(collection->evidence.origin);
-	values[3] = TimestampTzGetDatum(collection->evidence.end);
-	values[4] = rollout->success_statuses;
-	values[5] = rollout->error_statuses;
-
-	memset(stream, 0, sizeof(VersionStream));
-	stream->portal = canary_spi_cursor_open(sql, 6, argtypes, values, NULL);
-}
-
-/*
- * Return the current row of a stream, fetching the next batch when needed,
- * and set *bucket to its bucket number.  Returns NULL at the end.
- */
-static HeapTuple
-stream_peek(Collection *collection, VersionStream *stream, int64 *bucket)
-{
-	TimestampTz timestamp;
-	bool		isnull;
-
-	if (stream->done)
-		return NULL;
-	if (stream->next >= stream->rows)
-	{
-		if (stream->batch != NULL)
-			SPI_freetuptable(stream->batch);
-		SPI_cursor_fetch(stream->portal, true, FETCH_BATCH);
-		stream->batch = SPI_tuptable;
-		stream->rows = SPI_processed;
-		stream->next = 0;
-		if (stream->rows == 0)
-		{
-			stream->done = true;
-			return NULL;
-		}
-	}
-
-	timestamp = DatumGetTimestampTz(SPI_getbinval(stream->batch->vals[stream->next],
-												  stream->batch->tupdesc, 1,
-												  &isnull));
-	*bucket = (timestamp - collection->evidence.origin - 1) /
-		collection->evidence.bucket_usecs;
-	return stream->batch->vals[stream->next];
-}
-
-/*
- * Close a stream and free its last batch.
- */
-static void
-stream_close(VersionStream *stream)
-{
-	if (stream->batch != NULL)
-		SPI_freetuptable(stream->batch);
-	SPI_cursor_close(stream->portal);
-}
-
-/*
  * Empty a bucket side, keeping its value buffers.  The reservoir seed is
  * reset so that every bucket is sampled the same way on every collection.
  */
@@ -1001,41 +810,6 @@ bucket_reset(BucketSide *side, int value_count)
 }
 
 /*
- * Move a stream's rows of one bucket into side.  Columns: "timestamp",
- * status class, latency_ms, extra metrics.
- */
-static void
-stream_consume(Collection *collection, VersionStream *stream, int64 bucket,
-			   BucketSide *side, int value_count)
-{
-	HeapTuple	tuple;
-	int64		row_bucket;
-
-	while ((tuple = stream_peek(collection, stream, &row_bucket)) != NULL &&
-		   row_bucket == bucket)
-	{
-		TupleDesc	desc = stream->batch->tupdesc;
-		bool		isnull;
-		int32		status_class = DatumGetInt32(SPI_getbinval(tuple, desc, 2,
-															   &isnull));
-
-		if (status_class == 1 || status_class == 2)
-			side->requests++;
-		if (status_class == 2)
-			side->errors++;
-		for (int i = 0; i < value_count; i++)
-		{
-			Datum		value = SPI_getbinval(tuple, desc, i + 3, &isnull);
-
-			if (!isnull)
-				sample_add(&side->samples[i], collection->values_context,
-						   DatumGetFloat8(value));
-		}
-		stream->next++;
-	}
-}
-
-/*
  * Count the values strictly above cut, or strictly below it when below is
  * set.
  */
@@ -1051,29 +825,43 @@ count_beyond(const double *values, int n, double cut, bool below)
 }
 
 /*
- * Add one bucket's table of a value column to test: the events are the
- * values beyond the pooled percentile `fraction` of both versions' values
- * in the bucket.  Scratch memory goes to the current context, which the
- * caller resets after each bucket.
+ * Return both versions' values of a bucket's column in ascending order, in
+ * memory of the current context, which the caller resets after each
+ * bucket.  Returns NULL when either version has no value.
  */
-static void
-add_value_table(CanarySequentialTest *test, const ValueSample *canary,
-				const ValueSample *baseline, double fraction, bool below)
+static double *
+pooled_sorted(const ValueSample *canary, const ValueSample *baseline)
 {
 	int			n = canary->kept + baseline->kept;
 	double	   *pooled;
-	double		cut;
 
 	if (canary->kept == 0 || baseline->kept == 0)
-		return;
-
+		return NULL;
 	pooled = palloc(sizeof(double) * n);
 	memcpy(pooled, canary->values, sizeof(double) * canary->kept);
 	memcpy(pooled + canary->kept, baseline->values,
 		   sizeof(double) * baseline->kept);
-	qsort(pooled, n, sizeof(double), compare_doubles);
-	cut = canary_stats_percentile_sorted(pooled, n, fraction);
+	canary_stats_sort(pooled, n);
+	return pooled;
+}
 
+/*
+ * Add one bucket's table of a value column to test.  The events are the
+ * values beyond the percentile `fraction` of both versions' values in the
+ * bucket, which pooled_sorted returned as pooled.
+ */
+static void
+add_value_table(CanarySequentialTest *test, const ValueSample *canary,
+				const ValueSample *baseline, const double *pooled,
+				double fraction, bool below)
+{
+	double		cut;
+
+	if (pooled == NULL)
+		return;
+	cut = canary_stats_percentile_sorted(pooled,
+										 canary->kept + baseline->kept,
+										 fraction);
 	canary_stats_sequential_add(test,
 								count_beyond(canary->values, canary->kept,
 											 cut, below),
@@ -1108,6 +896,7 @@ judge_bucket(Collection *collection, BucketSide *canary,
 {
 	SequentialEvidence *e = &collection->evidence;
 	RolloutSettings *r = &collection->rollout;
+	double	   *pooled;
 
 	/* The error-rate limit needs no baseline, so it reads every bucket. */
 	e->canary_errors += canary->errors;
@@ -1123,13 +912,16 @@ judge_bucket(Collection *collection, BucketSide *canary,
 	canary_stats_sequential_add(&e->tests[SEQUENTIAL_ERRORS],
 								canary->errors, canary->requests,
 								baseline->errors, baseline->requests);
+	pooled = pooled_sorted(&canary->samples[0], &baseline->samples[0]);
 	add_value_table(&e->tests[SEQUENTIAL_LATENCY_SHIFT], &canary->samples[0],
-					&baseline->samples[0], 0.50, false);
+					&baseline->samples[0], pooled, 0.50, false);
 	add_value_table(&e->tests[SEQUENTIAL_LATENCY_TAIL], &canary->samples[0],
-					&baseline->samples[0], 0.95, false);
+					&baseline->samples[0], pooled, 0.95, false);
 	for (int i = 0; i < r->metric_count; i++)
 		add_value_table(&e->tests[SEQUENTIAL_FIRST_EXTRA + i],
 						&canary->samples[i + 1], &baseline->samples[i + 1],
+						pooled_sorted(&canary->samples[i + 1],
+									  &baseline->samples[i + 1]),
 						0.50, r->metrics[i].decrease_is_bad);
 }
 
@@ -1233,25 +1025,16 @@ init_sequential(Collection *collection)
 }
 
 /*
- * Compute the sequential evidence of the current attempt: read both
- * versions' rows of every complete bucket since the origin, one cursor per
- * version in "timestamp" order, and merge them bucket by bucket.  A rollout
- * that has not started has no evidence.
+ * Set up the sequential judge of the current attempt: its tests, the
+ * complete buckets since the origin and the attempt's traffic changes.  A
+ * rollout that has not started, or whose origin is not before "at", has no
+ * evidence.  read_log fills the buckets.
  */
 static void
-read_sequential(Collection *collection, const LogTable *table,
-				const pg_uuid_t *deployment_id)
+prepare_sequential(Collection *collection, const pg_uuid_t *deployment_id)
 {
 	SequentialEvidence *e = &collection->evidence;
 	RolloutSettings *r = &collection->rollout;
-	int			value_count = r->metric_count + 1;
-	char	   *sql = build_window_query(table, r, true);
-	MemoryContext bucket_context;
-	MemoryContext old_context;
-	VersionStream canary_stream;
-	VersionStream baseline_stream;
-	BucketSide	canary;
-	BucketSide	baseline;
 
 	init_sequential(collection);
 	if (!r->has_attempt_start || collection->at <= r->attempt_window_start)
@@ -1263,45 +1046,533 @@ read_sequential(Collection *collection, const LogTable *table,
 	e->complete_buckets = (collection->at - e->origin) / e->bucket_usecs;
 	e->end = e->origin + e->complete_buckets * e->bucket_usecs;
 	read_traffic_changes(collection, deployment_id);
-
-	canary.samples = palloc0(value_count * sizeof(ValueSample));
-	baseline.samples = palloc0(value_count * sizeof(ValueSample));
-	bucket_context = AllocSetContextCreate(CurrentMemoryContext,
-										   "canary sequential bucket",
-										   ALLOCSET_DEFAULT_SIZES);
-	stream_open(collection, sql, r->canary_version, &canary_stream);
-	stream_open(collection, sql, r->baseline_version, &baseline_stream);
-
-	for (;;)
-	{
-		int64		canary_bucket = PG_INT64_MAX;
-		int64		baseline_bucket = PG_INT64_MAX;
-		int64		j;
-
-		/* The next bucket is the earlier one of the two streams' rows. */
-		(void) stream_peek(collection, &canary_stream, &canary_bucket);
-		(void) stream_peek(collection, &baseline_stream, &baseline_bucket);
-		if (canary_stream.done && baseline_stream.done)
-			break;
-		j = Min(canary_bucket, baseline_bucket);
-
-		bucket_reset(&canary, value_count);
-		bucket_reset(&baseline, value_count);
-		stream_consume(collection, &canary_stream, j, &canary, value_count);
-		stream_consume(collection, &baseline_stream, j, &baseline, value_count);
-
-		old_context = MemoryContextSwitchTo(bucket_context);
-		judge_bucket(collection, &canary, &baseline, j);
-		MemoryContextSwitchTo(old_context);
-		MemoryContextReset(bucket_context);
-		CHECK_FOR_INTERRUPTS();
-	}
-
-	stream_close(&canary_stream);
-	stream_close(&baseline_stream);
-	MemoryContextDelete(bucket_context);
 }
 
+
+/*
+ * Reading the execution log
+ *
+ * Each version is read by its own index range scan on (agent_id, version,
+ * "timestamp"), in "timestamp" order, through a cursor.  Batches of rows go
+ * from the executor straight into a LogStream's arrays through a
+ * DestReceiver, so no row is formed into a tuple for SPI.  The two streams
+ * are merged by "timestamp".  Each row then counts toward its version's
+ * window, toward the stage rows before the window that min_samples counts,
+ * and toward the current bucket of the sequential judge, as its timestamp
+ * falls.  A bucket is judged as soon as a row of a later bucket arrives.
+ * Each version's range is the smallest one that covers all three, so every
+ * row is read once, and memory holds one batch per version and one bucket.
+ */
+
+/* Versions, in the order of the reader's arrays. */
+#define SIDE_BASELINE 0
+#define SIDE_CANARY 1
+
+/* Status classes of a log row. */
+#define LOG_STATUS_OTHER 0
+#define LOG_STATUS_SUCCESS 1
+#define LOG_STATUS_ERROR 2
+
+/* Rows fetched from a version's cursor at a time. */
+#define LOG_BATCH_ROWS 1000
+
+/* A time range (from, to]; empty when from >= to. */
+typedef struct TimeRange
+{
+	TimestampTz from;
+	TimestampTz to;
+} TimeRange;
+
+/* The statuses of one class, from a text[] setting. */
+typedef struct StatusList
+{
+	int			count;
+	const char **data;
+	int		   *lengths;
+} StatusList;
+
+/*
+ * One version's cursor and its current batch.  Row i of the batch has
+ * timestamps[i], classes[i], and its values, latency_ms first, at
+ * values[i * value_count] with the matching nulls.
+ */
+typedef struct LogStream
+{
+	DestReceiver pub;			/* receives the batch; must be first */
+	const struct LogReader *reader;
+	Portal		portal;
+	int			value_count;
+	int			rows;			/* rows in the batch */
+	int			next;			/* next row to merge */
+	bool		done;			/* the cursor has no more rows */
+	TimestampTz *timestamps;
+	int		   *classes;
+	double	   *values;
+	bool	   *nulls;
+} LogStream;
+
+/* State of one pass over both versions; see the comment above. */
+typedef struct LogReader
+{
+	Collection *collection;
+	int			value_count;
+	StatusList	success;
+	StatusList	error;
+	VersionWindow *windows[2];
+	TimeRange	window_ranges[2];
+	TimeRange	stage_ranges[2];	/* stage rows before the window */
+	int64		stage_rows[2];
+	bool		bucketed;		/* the sequential judge reads buckets */
+	bool		bucket_open;	/* sides hold the rows of bucket */
+	int64		bucket;
+	BucketSide	sides[2];
+	MemoryContext bucket_context;
+	LogStream	streams[2];
+} LogReader;
+
+/*
+ * Build the query of one version.  Columns: "timestamp", status,
+ * latency_ms and each extra metric as float8.  Parameters: agent, version,
+ * and the range (from, to].
+ */
+static char *
+build_log_query(const LogTable *table, const RolloutSettings *rollout)
+{
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfoString(&sql, "SELECT \"timestamp\", status::text, "
+						   "latency_ms::float8");
+	for (int i = 0; i < rollout->metric_count; i++)
+		appendStringInfo(&sql, ", %s::float8",
+						 quote_identifier(rollout->metrics[i].column));
+	appendStringInfo(&sql, " FROM %s WHERE agent_id = $1 AND version = $2 "
+					 "AND \"timestamp\" > $3 AND \"timestamp\" <= $4 "
+					 "ORDER BY \"timestamp\"", table->qualified);
+	return sql.data;
+}
+
+/*
+ * Read a text[] status setting into list.  NULL elements match nothing.
+ */
+static void
+status_list_init(StatusList *list, Datum statuses)
+{
+	Datum	   *elements;
+	bool	   *nulls;
+	int			count;
+
+	deconstruct_array(DatumGetArrayTypeP(statuses), TEXTOID, -1, false,
+					  TYPALIGN_INT, &elements, &nulls, &count);
+	list->count = 0;
+	list->data = palloc(sizeof(char *) * Max(count, 1));
+	list->lengths = palloc(sizeof(int) * Max(count, 1));
+	for (int i = 0; i < count; i++)
+	{
+		text	   *status;
+
+		if (nulls[i])
+			continue;
+		status = DatumGetTextPP(elements[i]);
+		list->data[list->count] = VARDATA_ANY(status);
+		list->lengths[list->count] = VARSIZE_ANY_EXHDR(status);
+		list->count++;
+	}
+}
+
+/*
+ * Whether a status of length bytes is in list.
+ */
+static bool
+status_listed(const StatusList *list, const char *data, int length)
+{
+	for (int i = 0; i < list->count; i++)
+		if (list->lengths[i] == length &&
+			memcmp(list->data[i], data, length) == 0)
+			return true;
+	return false;
+}
+
+/*
+ * Return the class of a row's status: success, error or other.  A NULL
+ * status is other.
+ */
+static int
+status_class(const LogReader *reader, Datum status, bool isnull)
+{
+	text	   *value;
+	const char *data;
+	int			length;
+
+	if (isnull)
+		return LOG_STATUS_OTHER;
+	value = DatumGetTextPP(status);
+	data = VARDATA_ANY(value);
+	length = VARSIZE_ANY_EXHDR(value);
+	if (status_listed(&reader->success, data, length))
+		return LOG_STATUS_SUCCESS;
+	if (status_listed(&reader->error, data, length))
+		return LOG_STATUS_ERROR;
+	return LOG_STATUS_OTHER;
+}
+
+/*
+ * DestReceiver callback: append one row to the stream's batch.
+ */
+static bool
+stream_receive(TupleTableSlot *slot, DestReceiver *self)
+{
+	LogStream  *stream = (LogStream *) self;
+	int			row = stream->rows++;
+
+	slot_getallattrs(slot);
+	stream->timestamps[row] = DatumGetTimestampTz(slot->tts_values[0]);
+	stream->classes[row] = status_class(stream->reader, slot->tts_values[1],
+										slot->tts_isnull[1]);
+	for (int i = 0; i < stream->value_count; i++)
+	{
+		int			cell = row * stream->value_count + i;
+
+		stream->nulls[cell] = slot->tts_isnull[i + 2];
+		stream->values[cell] = stream->nulls[cell] ? 0.0 :
+			DatumGetFloat8(slot->tts_values[i + 2]);
+	}
+	return true;
+}
+
+/* DestReceiver callbacks with nothing to do */
+static void
+stream_startup(DestReceiver *self, int operation, TupleDesc typeinfo)
+{
+}
+
+static void
+stream_shutdown(DestReceiver *self)
+{
+}
+
+static void
+stream_destroy(DestReceiver *self)
+{
+}
+
+/*
+ * Open a version's cursor over (range->from, range->to].
+ */
+static void
+stream_open(LogReader *reader, LogStream *stream, const char *sql,
+			const char *version, const TimeRange *range)
+{
+	RolloutSettings *r = &reader->collection->rollout;
+	Oid			argtypes[4] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Datum		values[4];
+
+	memset(stream, 0, sizeof(LogStream));
+	stream->pub.receiveSlot = stream_receive;
+	stream->pub.rStartup = stream_startup;
+	stream->pub.rShutdown = stream_shutdown;
+	stream->pub.rDestroy = stream_destroy;
+	stream->pub.mydest = DestNone;
+	stream->reader = reader;
+	stream->value_count = reader->value_count;
+	stream->timestamps = palloc(sizeof(TimestampTz) * LOG_BATCH_ROWS);
+	stream->classes = palloc(sizeof(int) * LOG_BATCH_ROWS);
+	stream->values = palloc(sizeof(double) * LOG_BATCH_ROWS * reader->value_count);
+	stream->nulls = palloc(sizeof(bool) * LOG_BATCH_ROWS * reader->value_count);
+
+	/* An empty range needs no scan. */
+	if (range->from >= range->to)
+	{
+		stream->done = true;
+		return;
+	}
+	values[0] = CStringGetTextDatum(r->agent_id);
+	values[1] = CStringGetTextDatum(version);
+	values[2] = TimestampTzGetDatum(range->from);
+	values[3] = TimestampTzGetDatum(range->to);
+	stream->portal = canary_spi_cursor_open(sql, 4, argtypes, values, NULL);
+}
+
+/*
+ * Whether the stream has a row to merge, fetching the next batch when the
+ * current one is used up.
+ */
+static bool
+stream_has_row(LogStream *stream)
+{
+	if (stream->next < stream->rows)
+		return true;
+	if (stream->done)
+		return false;
+	stream->rows = 0;
+	stream->next = 0;
+	PortalRunFetch(stream->portal, FETCH_FORWARD, LOG_BATCH_ROWS,
+				   &stream->pub);
+	if (stream->rows < LOG_BATCH_ROWS)
+		stream->done = true;
+	return stream->rows > 0;
+}
+
+/*
+ * Close a stream's cursor.
+ */
+static void
+stream_close(LogStream *stream)
+{
+	if (stream->portal != NULL)
+		SPI_cursor_close(stream->portal);
+	stream->portal = NULL;
+}
+
+/*
+ * Judge the bucket the sides hold, if any.
+ */
+static void
+reader_close_bucket(LogReader *reader)
+{
+	MemoryContext old_context;
+
+	if (!reader->bucket_open)
+		return;
+	old_context = MemoryContextSwitchTo(reader->bucket_context);
+	judge_bucket(reader->collection, &reader->sides[SIDE_CANARY],
+				 &reader->sides[SIDE_BASELINE], reader->bucket);
+	MemoryContextSwitchTo(old_context);
+	MemoryContextReset(reader->bucket_context);
+	reader->bucket_open = false;
+}
+
+/*
+ * Count row `row` of a stream's batch into a version's window.
+ */
+static void
+window_add(LogReader *reader, VersionWindow *window, const LogStream *stream,
+		   int row)
+{
+	int			class = stream->classes[row];
+	const double *values = &stream->values[row * stream->value_count];
+	const bool *nulls = &stream->nulls[row * stream->value_count];
+
+	window->requests++;
+	if (class == LOG_STATUS_SUCCESS)
+		window->successes++;
+	else if (class == LOG_STATUS_ERROR)
+		window->errors++;
+	else
+		window->unrecognized++;
+
+	for (int i = 0; i < reader->value_count; i++)
+	{
+		if (nulls[i])
+			window->samples[i].missing++;
+		else
+			sample_add(&window->samples[i],
+					   reader->collection->values_context, values[i]);
+	}
+}
+
+/*
+ * Count row `row` of a stream's batch into its bucket, judging the
+ * previous bucket first when the row starts a new one.
+ */
+static void
+bucket_add(LogReader *reader, int side, const LogStream *stream, int row)
+{
+	SequentialEvidence *e = &reader->collection->evidence;
+	int64		bucket = (stream->timestamps[row] - e->origin - 1) /
+		e->bucket_usecs;
+	BucketSide *target = &reader->sides[side];
+	int			class = stream->classes[row];
+	const double *values = &stream->values[row * stream->value_count];
+	const bool *nulls = &stream->nulls[row * stream->value_count];
+
+	if (!reader->bucket_open || bucket != reader->bucket)
+	{
+		reader_close_bucket(reader);
+		bucket_reset(&reader->sides[SIDE_BASELINE], reader->value_count);
+		bucket_reset(&reader->sides[SIDE_CANARY], reader->value_count);
+		reader->bucket = bucket;
+		reader->bucket_open = true;
+	}
+
+	if (class == LOG_STATUS_SUCCESS || class == LOG_STATUS_ERROR)
+		target->requests++;
+	if (class == LOG_STATUS_ERROR)
+		target->errors++;
+	for (int i = 0; i < reader->value_count; i++)
+		if (!nulls[i])
+			sample_add(&target->samples[i],
+					   reader->collection->values_context, values[i]);
+}
+
+/*
+ * Sort the next row of a version into its window, the stage count and its
+ * bucket.
+ */
+static void
+reader_take(LogReader *reader, int side)
+{
+	LogStream  *stream = &reader->streams[side];
+	SequentialEvidence *e = &reader->collection->evidence;
+	int			row = stream->next++;
+	TimestampTz timestamp = stream->timestamps[row];
+
+	if (timestamp > reader->window_ranges[side].from &&
+		timestamp <= reader->window_ranges[side].to)
+		window_add(reader, reader->windows[side], stream, row);
+	if (timestamp > reader->stage_ranges[side].from &&
+		timestamp <= reader->stage_ranges[side].to)
+		reader->stage_rows[side]++;
+	if (reader->bucketed && timestamp > e->origin && timestamp <= e->end)
+		bucket_add(reader, side, stream, row);
+}
+
+/*
+ * Set up a version's window: no rows yet, and a reservoir per column.
+ */
+static void
+window_init(VersionWindow *window, int value_count)
+{
+	memset(window, 0, sizeof(VersionWindow));
+	window->samples = palloc0(value_count * sizeof(ValueSample));
+	for (int i = 0; i < value_count; i++)
+		pg_prng_seed(&window->samples[i].prng, RESERVOIR_SEED);
+}
+
+/*
+ * Widen *hull to cover range; an empty range leaves it as it is.
+ */
+static void
+range_cover(TimeRange *hull, const TimeRange *range)
+{
+	if (range->from >= range->to)
+		return;
+	if (hull->from >= hull->to)
+	{
+		*hull = *range;
+		return;
+	}
+	hull->from = Min(hull->from, range->from);
+	hull->to = Max(hull->to, range->to);
+}
+
+/*
+ * Read both versions' rows in one pass: the windows, the stage rows that
+ * min_samples counts and, with the sequential judge, every complete bucket
+ * since the origin.
+ *
+ * min_samples: the sequential judge decides on evidence gathered since the
+ * attempt started, so there min_samples counts the whole stage.  When the
+ * stage is older than the window, the rows between the stage start (plus
+ * warmup) and the window count too, and a stage at low traffic can still
+ * collect its samples.  At 100% traffic the baseline's historic window
+ * stands for its stage.  The threshold judge checks the window's rows only,
+ * so min_samples counts those.
+ */
+static void
+read_log(Collection *collection, const LogTable *table)
+{
+	RolloutSettings *r = &collection->rollout;
+	SequentialEvidence *e = &collection->evidence;
+	const char *versions[2];
+	LogReader	reader = {0};
+	char	   *sql = build_log_query(table, r);
+	bool		stage_older;
+
+	reader.collection = collection;
+	reader.value_count = r->metric_count + 1;
+	status_list_init(&reader.success, r->success_statuses);
+	status_list_init(&reader.error, r->error_statuses);
+
+	versions[SIDE_BASELINE] = r->baseline_version;
+	versions[SIDE_CANARY] = r->canary_version;
+	reader.windows[SIDE_BASELINE] = &collection->baseline;
+	reader.windows[SIDE_CANARY] = &collection->canary;
+	window_init(&collection->baseline, reader.value_count);
+	window_init(&collection->canary, reader.value_count);
+	reader.window_ranges[SIDE_BASELINE].from = collection->baseline_window_start;
+	reader.window_ranges[SIDE_BASELINE].to = collection->baseline_window_end;
+	reader.window_ranges[SIDE_CANARY].from = collection->window_start;
+	reader.window_ranges[SIDE_CANARY].to = collection->at;
+
+	/* Stage rows before the window count only for the sequential judge. */
+	stage_older = collection->sequential &&
+		(strcmp(r->status, "running") == 0 ||
+		 strcmp(r->status, "paused") == 0) &&
+		r->has_stage_window_start &&
+		r->stage_window_start < collection->window_start;
+	for (int side = SIDE_BASELINE; side <= SIDE_CANARY; side++)
+		if (stage_older &&
+			(side == SIDE_CANARY || !collection->historic_baseline))
+		{
+			reader.stage_ranges[side].from = r->stage_window_start;
+			reader.stage_ranges[side].to = collection->window_start;
+		}
+
+	reader.bucketed = collection->sequential && e->computed;
+	if (reader.bucketed)
+	{
+		reader.bucket_context = AllocSetContextCreate(CurrentMemoryContext,
+													  "canary sequential bucket",
+													  ALLOCSET_DEFAULT_SIZES);
+		for (int side = SIDE_BASELINE; side <= SIDE_CANARY; side++)
+			reader.sides[side].samples =
+				palloc0(reader.value_count * sizeof(ValueSample));
+	}
+
+	/* Each version's range covers its window, stage rows and buckets. */
+	for (int side = SIDE_BASELINE; side <= SIDE_CANARY; side++)
+	{
+		TimeRange	hull = {0, 0};
+
+		range_cover(&hull, &reader.window_ranges[side]);
+		range_cover(&hull, &reader.stage_ranges[side]);
+		if (reader.bucketed)
+		{
+			TimeRange	buckets = {e->origin, e->end};
+
+			range_cover(&hull, &buckets);
+		}
+		stream_open(&reader, &reader.streams[side], sql, versions[side],
+					&hull);
+	}
+
+	/* Merge the versions by "timestamp", the baseline first on a tie. */
+	for (;;)
+	{
+		bool		baseline_row = stream_has_row(&reader.streams[SIDE_BASELINE]);
+		bool		canary_row = stream_has_row(&reader.streams[SIDE_CANARY]);
+
+		if (baseline_row && canary_row)
+		{
+			LogStream  *baseline = &reader.streams[SIDE_BASELINE];
+			LogStream  *canary = &reader.streams[SIDE_CANARY];
+
+			reader_take(&reader,
+						baseline->timestamps[baseline->next] <=
+						canary->timestamps[canary->next] ?
+						SIDE_BASELINE : SIDE_CANARY);
+		}
+		else if (baseline_row)
+			reader_take(&reader, SIDE_BASELINE);
+		else if (canary_row)
+			reader_take(&reader, SIDE_CANARY);
+		else
+			break;
+	}
+	stream_close(&reader.streams[SIDE_BASELINE]);
+	stream_close(&reader.streams[SIDE_CANARY]);
+
+	if (reader.bucketed)
+	{
+		reader_close_bucket(&reader);
+		MemoryContextDelete(reader.bucket_context);
+	}
+	collection->stage_canary_requests =
+		collection->canary.requests + reader.stage_rows[SIDE_CANARY];
+	collection->stage_baseline_requests =
+		collection->baseline.requests + reader.stage_rows[SIDE_BASELINE];
+}
 
 /*
  * Comparisons
@@ -1872,7 +2143,7 @@ sequential_stage_judged(Collection *collection)
 }
 
 /*
- * Decide with the sequential judge; see the comment above read_sequential.
+ * Decide with the sequential judge; see the comment above prepare_sequential.
  * The stage's comparisons are still run and stored, but a test result of
  * theirs never fails the verdict; only a must_have_data metric without
  * data does, as in threshold mode.  A failed sequential test fails the
@@ -2290,12 +2561,13 @@ join_reasons(const Collection *collection)
 }
 
 /*
- * Insert the collection's canary.metrics row.  Returns its id and sets
- * *snapshot to the row as jsonb, allocated in the SPI procedure context.
+ * Insert the collection's canary.metrics row.  Returns its id, and the
+ * stored row: as a composite Datum when want_row, else as jsonb, allocated
+ * in the SPI procedure context.
  */
 static int64
 store_metrics(const Collection *c, const pg_uuid_t *deployment_id,
-			  Jsonb **snapshot)
+			  bool want_row, Datum *stored)
 {
 	MetricsRow	row = {0};
 	StringInfoData sql;
@@ -2336,11 +2608,12 @@ store_metrics(const Collection *c, const pg_uuid_t *deployment_id,
 	appendStringInfoString(&sql, ") VALUES (");
 	for (int i = 0; i < row.count; i++)
 		appendStringInfo(&sql, "%s$%d", i > 0 ? ", " : "", i + 1);
-	appendStringInfoString(&sql, ") RETURNING m.id, pg_catalog.to_jsonb(m.*)");
+	appendStringInfoString(&sql, want_row ? ") RETURNING m.id, m" :
+						   ") RETURNING m.id, pg_catalog.to_jsonb(m.*)");
 
 	canary_spi_execute(sql.data, row.count, row.types, row.values, row.nulls,
 					   SPI_OK_INSERT_RETURNING, 1);
-	*snapshot = DatumGetJsonbP(canary_spi_get(0, 2, &isnull));
+	*stored = canary_spi_get(0, 2, &isnull);
 	return DatumGetInt64(canary_spi_get(0, 1, &isnull));
 }
 
@@ -2457,60 +2730,6 @@ validate_collect_arguments(const Interval *window, TimestampTz at)
 }
 
 /*
- * Count one version's rows in (from, to] through the index.
- */
-static int64
-count_rows(const LogTable *table, const char *agent_id, const char *version,
-		   TimestampTz from, TimestampTz to)
-{
-	Oid			argtypes[4] = {TEXTOID, TEXTOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
-	Datum		values[4];
-	bool		isnull;
-
-	values[0] = CStringGetTextDatum(agent_id);
-	values[1] = CStringGetTextDatum(version);
-	values[2] = TimestampTzGetDatum(from);
-	values[3] = TimestampTzGetDatum(to);
-	canary_spi_execute(psprintf("SELECT count(*) FROM %s WHERE agent_id = $1 "
-								"AND version = $2 AND \"timestamp\" > $3 "
-								"AND \"timestamp\" <= $4", table->qualified),
-					   4, argtypes, values, NULL, SPI_OK_SELECT, 1);
-	return DatumGetInt64(canary_spi_get(0, 1, &isnull));
-}
-
-/*
- * Count the rows that min_samples applies to.  The sequential judge decides
- * on evidence gathered since the attempt started, so there min_samples
- * counts the whole stage.  When the stage is older than the window, the
- * rows between the stage start (plus warmup) and the window count too, and
- * a stage at low traffic can still collect its samples.  At 100% traffic
- * the baseline's historic window stands for its stage.  The threshold judge
- * checks the window's rows only, so min_samples counts those.
- */
-static void
-count_stage_requests(Collection *collection, const LogTable *table)
-{
-	RolloutSettings *r = &collection->rollout;
-	bool		stage_older = (strcmp(r->status, "running") == 0 ||
-							   strcmp(r->status, "paused") == 0) &&
-		r->has_stage_window_start &&
-		r->stage_window_start < collection->window_start;
-
-	collection->stage_canary_requests = collection->canary.requests;
-	collection->stage_baseline_requests = collection->baseline.requests;
-	if (!stage_older || !collection->sequential)
-		return;
-
-	collection->stage_canary_requests +=
-		count_rows(table, r->agent_id, r->canary_version,
-				   r->stage_window_start, collection->window_start);
-	if (!collection->historic_baseline)
-		collection->stage_baseline_requests +=
-			count_rows(table, r->agent_id, r->baseline_version,
-					   r->stage_window_start, collection->window_start);
-}
-
-/*
  * Read both versions, compare them and decide.  Runs connected to SPI.
  */
 static void
@@ -2519,7 +2738,6 @@ collect(Collection *collection, const pg_uuid_t *deployment_id,
 {
 	RolloutSettings *r = &collection->rollout;
 	LogTable	table;
-	char	   *sql;
 	int			value_count;
 
 	/* Read the rollout and compute the window. */
@@ -2531,17 +2749,11 @@ collect(Collection *collection, const pg_uuid_t *deployment_id,
 	resolve_log_table(&table);
 	check_log_columns(&table, r);
 
-	/* Read each version by its own index range scan. */
-	sql = build_window_query(&table, r, false);
+	/* Read both versions in one pass over the execution log. */
 	compute_baseline_window(collection, &table, window);
-	read_version(collection, sql, r->baseline_version,
-				 collection->baseline_window_start,
-				 collection->baseline_window_end, &collection->baseline);
-	read_version(collection, sql, r->canary_version, collection->window_start,
-				 collection->at, &collection->canary);
 	if (collection->sequential)
-		read_sequential(collection, &table, deployment_id);
-	count_stage_requests(collection, &table);
+		prepare_sequential(collection, deployment_id);
+	read_log(collection, &table);
 	value_count = r->metric_count + 1;
 	summarize_version(&collection->baseline, value_count);
 	summarize_version(&collection->canary, value_count);
@@ -2570,11 +2782,12 @@ collect(Collection *collection, const pg_uuid_t *deployment_id,
  */
 void
 canary_metrics_collect(const pg_uuid_t *deployment_id, const Interval *window,
-					   TimestampTz at, CanaryMetricsSummary *summary)
+					   TimestampTz at, bool want_row,
+					   CanaryMetricsSummary *summary)
 {
 	MemoryContext caller = CurrentMemoryContext;
 	Collection *collection;
-	Jsonb	   *snapshot;
+	Datum		stored;
 	int			nest_level;
 
 	validate_collect_arguments(window, at);
@@ -2590,7 +2803,8 @@ canary_metrics_collect(const pg_uuid_t *deployment_id, const Interval *window,
 	canary_run_with_safe_search_path_begin(&nest_level);
 
 	collect(collection, deployment_id, window);
-	summary->metrics_id = store_metrics(collection, deployment_id, &snapshot);
+	summary->metrics_id = store_metrics(collection, deployment_id, want_row,
+										&stored);
 
 	/* Copy the summary into the caller's context before SPI frees its own. */
 	MemoryContextSwitchTo(caller);
@@ -2608,7 +2822,12 @@ canary_metrics_collect(const pg_uuid_t *deployment_id, const Interval *window,
 	summary->reason = join_reasons(collection);
 	summary->evidence = collection->evidence.summary ?
 		pstrdup(collection->evidence.summary) : NULL;
-	summary->snapshot = (Jsonb *) PG_DETOAST_DATUM_COPY(JsonbPGetDatum(snapshot));
+	summary->snapshot = NULL;
+	summary->row = (Datum) 0;
+	if (want_row)
+		summary->row = datumCopy(stored, false, -1);
+	else
+		summary->snapshot = (Jsonb *) PG_DETOAST_DATUM_COPY(stored);
 	summary->is_healthy = collection->is_healthy;
 	summary->is_healthy_isnull = collection->is_healthy_isnull;
 
@@ -2627,25 +2846,12 @@ Datum
 canary_collect_metrics(PG_FUNCTION_ARGS)
 {
 	CanaryMetricsSummary summary;
-	Oid			argtypes[1] = {INT8OID};
-	Datum		id;
-	Datum		result;
-	bool		isnull;
 
 	CANARY_REQUIRE_ARG(fcinfo, 0, "rollout id");
 	CANARY_REQUIRE_ARG(fcinfo, 1, "evaluation window");
 	CANARY_REQUIRE_ARG(fcinfo, 2, "evaluation time");
 
 	canary_metrics_collect(PG_GETARG_UUID_P(0), PG_GETARG_INTERVAL_P(1),
-						   PG_GETARG_TIMESTAMPTZ(2), &summary);
-
-	/* Return the stored row. */
-	id = Int64GetDatum(summary.metrics_id);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
-	canary_spi_execute("SELECT m FROM canary.metrics m WHERE m.id = $1",
-					   1, argtypes, &id, NULL, SPI_OK_SELECT, 1);
-	result = SPI_datumTransfer(canary_spi_get(0, 1, &isnull), false, -1);
-	SPI_finish();
-	PG_RETURN_DATUM(result);
+						   PG_GETARG_TIMESTAMPTZ(2), true, &summary);
+	PG_RETURN_DATUM(summary.row);
 }

@@ -42,7 +42,10 @@ typedef struct CanaryMetricsSummary
 								 * with numbers, joined by "; "; empty if none */
 	char	   *evidence;		/* the sequential judge's evidence in one line,
 								 * also the last reason; NULL in threshold mode */
-	Jsonb	   *snapshot;		/* the stored metrics row as jsonb */
+	Jsonb	   *snapshot;		/* the stored metrics row as jsonb, or NULL
+								 * when the row was asked for */
+	Datum		row;			/* the stored canary.metrics row when asked
+								 * for, else 0 */
 	bool		is_healthy;		/* meaningful unless is_healthy_isnull */
 	bool		is_healthy_isnull;	/* too little data and no hard limit broken */
 } CanaryMetricsSummary;
@@ -50,6 +53,7 @@ typedef struct CanaryMetricsSummary
 extern void canary_metrics_validate_config(Jsonb *config);
 extern void canary_metrics_collect(const pg_uuid_t *deployment_id,
 								   const Interval *window, TimestampTz at,
+								   bool want_row,
 								   CanaryMetricsSummary *summary);
 
 #endif							/* CANARY_METRICS_H */

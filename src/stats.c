@@ -61,7 +61,6 @@
 /* Iteration limit of the incomplete gamma series and continued fraction */
 #define GAMMA_MAX_ITERATIONS 1000000
 
-static int	compare_doubles(const void *a, const void *b);
 static double *sorted_copy(const double *values, int n);
 
 
@@ -337,18 +336,25 @@ canary_stats_percentile_sorted(const double *sorted, int n, double fraction)
 		(position - first) * (sorted[second] - sorted[first]);
 }
 
-/* qsort comparator for ascending doubles, which are never NaN here */
-static int
-compare_doubles(const void *a, const void *b)
-{
-	double		x = *(const double *) a;
-	double		y = *(const double *) b;
+/*
+ * A sort of doubles with the comparison inlined instead of called through
+ * a function pointer as qsort does.  Values are never NaN here.
+ */
+#define ST_SORT sort_doubles
+#define ST_ELEMENT_TYPE double
+#define ST_COMPARE(a, b) ((*(a) > *(b)) - (*(a) < *(b)))
+#define ST_SCOPE static
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
-	if (x < y)
-		return -1;
-	if (x > y)
-		return 1;
-	return 0;
+/*
+ * Sort n finite values in ascending order, in place.
+ */
+void
+canary_stats_sort(double *values, int n)
+{
+	if (n > 1)
+		sort_doubles(values, n);
 }
 
 /*
@@ -362,7 +368,7 @@ sorted_copy(const double *values, int n)
 
 	if (n > 0)
 		memcpy(copy, values, sizeof(double) * n);
-	qsort(copy, n, sizeof(double), compare_doubles);
+	canary_stats_sort(copy, n);
 	return copy;
 }
 

@@ -51,6 +51,7 @@ extern double canary_stats_normal_sf(double x);
 extern double canary_stats_normal_quantile(double p);
 extern double canary_stats_chi_square_sf(double x, int df);
 
+extern void canary_stats_sort(double *values, int n);
 extern double canary_stats_percentile_sorted(const double *sorted, int n,
 											 double fraction);
 
