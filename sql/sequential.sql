@@ -500,6 +500,93 @@ SELECT reason ~ 'errors worse in the canary' AS errors_failed
 FROM decisions WHERE agent = 'seq-paused' AND decision = 'rollback';
 
 --
+-- Stored evidence: canary_evaluate keeps the evidence of the buckets before
+-- its window in canary.sequential_evidence, and the next evaluation reads
+-- only the rows after them.  Driven minute by minute through three stages,
+-- with two traffic changes whose buckets are left out, every evaluation has
+-- the evidence that all rows since the attempt started give.
+-- canary_collect_metrics computes that evidence once the stored row is
+-- gone, and it never stores evidence itself.
+--
+CREATE TABLE evidence_check (minute integer, decision text, stored jsonb,
+							 recomputed jsonb);
+CREATE FUNCTION drive_and_recompute(rollout uuid, from_minute integer, to_minute integer)
+RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+	e record;
+	saved canary.sequential_evidence;
+BEGIN
+	FOR minute IN from_minute + 1 .. to_minute LOOP
+		SELECT * INTO e FROM canary_evaluate(rollout, t(minute));
+		SELECT * INTO saved FROM canary.sequential_evidence s WHERE s.deployment_id = rollout;
+		DELETE FROM canary.sequential_evidence s WHERE s.deployment_id = rollout;
+		INSERT INTO evidence_check
+		SELECT minute, e.decision, m.details->'sequential', c.details->'sequential'
+		FROM canary.metrics m, canary_collect_metrics(rollout, '10 minutes', t(minute)) AS c
+		WHERE m.id = e.metrics_id;
+		IF saved.deployment_id IS NOT NULL THEN
+			INSERT INTO canary.sequential_evidence SELECT saved.*;
+		END IF;
+		EXIT WHEN e.decision IN ('rollback', 'promote');
+	END LOOP;
+END
+$$;
+SELECT setseed(0.61);
+SELECT canary_register_agent('seq-stored', 'v1');
+SELECT canary_create('seq-stored', 'v2', stages => '{5,25,50}',
+					 max_error_rate => 0.05, warmup => '90 seconds') AS stored_id \gset
+SELECT canary_start(:'stored_id', t(0));
+SELECT staged_traffic('seq-stored', 300, 0, 91, 0.01, 0.01);
+SELECT drive_and_recompute(:'stored_id', 0, 91);
+SELECT count(*) AS evaluations,
+	   count(*) FILTER (WHERE stored = recomputed) AS equal,
+	   count(*) FILTER (WHERE decision = 'progress') AS progressions,
+	   max(minute) AS last_minute,
+	   max((stored->>'excluded_buckets')::integer) AS excluded_buckets
+FROM evidence_check;
+SELECT status FROM canary.deployments WHERE id = :'stored_id';
+
+-- The stored evidence ends on a bucket boundary a window (10 minutes)
+-- before the last evaluation, after both traffic changes.
+SELECT extract(epoch FROM judged_until - t(0)) / 60 AS judged_until_minute,
+	   array_length(traffic_changes, 1) AS traffic_changes, attempt
+FROM canary.sequential_evidence WHERE deployment_id = :'stored_id';
+
+-- Rows may arrive up to a window after their timestamp and still count:
+-- rows of minute 15 written after the evaluation at minute 20 are in the
+-- next evaluation's tests.  Rows of minute 5, written as late, are not,
+-- because their bucket was judged and stored.  Recomputed from all rows,
+-- the evidence counts both.
+SELECT setseed(0.62);
+SELECT canary_register_agent('seq-late', 'v1');
+SELECT canary_create('seq-late', 'v2', max_error_rate => 0.50) AS late_id \gset
+SELECT canary_start(:'late_id', t(0));
+SELECT count(*) FROM (SELECT traffic('seq-late', 'v2', 50, 0, 20),
+							 traffic('seq-late', 'v1', 950, 0, 20)) AS w;
+SELECT drive('seq-late', :'late_id', 0, 20);
+SELECT extract(epoch FROM judged_until - t(0)) / 60 AS judged_until_minute
+FROM canary.sequential_evidence WHERE deployment_id = :'late_id';
+SELECT (details->'sequential'->'error_rate_limit'->>'canary_requests')::integer AS canary_requests
+FROM canary.metrics WHERE deployment_id = :'late_id' ORDER BY id DESC LIMIT 1;
+SELECT count(*) FROM (SELECT traffic('seq-late', 'v2', 10, 14.5, 15.5, 0),
+							 traffic('seq-late', 'v2', 20, 4.5, 5.5, 0)) AS w;
+SELECT drive('seq-late', :'late_id', 20, 21);
+SELECT (details->'sequential'->'error_rate_limit'->>'canary_requests')::integer AS canary_requests
+FROM canary.metrics WHERE deployment_id = :'late_id' ORDER BY id DESC LIMIT 1;
+DELETE FROM canary.sequential_evidence WHERE deployment_id = :'late_id';
+SELECT (details->'sequential'->'error_rate_limit'->>'canary_requests')::integer AS recomputed_canary_requests
+FROM canary_collect_metrics(:'late_id', '10 minutes', t(21));
+
+-- Stored evidence made with other settings is not used: with another
+-- execution log table, the evidence is computed from that table's rows.
+CREATE TABLE other_logs (LIKE logs INCLUDING ALL);
+SET canary.execution_log_table = 'sequential_test.other_logs';
+SELECT canary_evaluate(:'late_id', t(22)) IS NOT NULL AS evaluated;
+SELECT (details->'sequential'->'error_rate_limit'->>'canary_requests')::integer AS canary_requests
+FROM canary.metrics WHERE deployment_id = :'late_id' ORDER BY id DESC LIMIT 1;
+SET canary.execution_log_table = 'sequential_test.logs';
+
+--
 -- Function attributes and comments
 --
 SELECT p.proname, p.provolatile, p.proparallel,

@@ -892,14 +892,14 @@ evaluate_rollout(const pg_uuid_t *id, TimestampTz at, EvaluationResult *result)
 		if (strcmp(r.status, "paused") == 0)
 		{
 			memset(&summary, 0, sizeof(summary));
-			canary_metrics_collect(&r.id, r.window, at, false, &summary);
+			canary_metrics_collect(&r.id, r.window, at, false, true, &summary);
 			evaluate_paused(&r, &summary, &d, at);
 			insert_decision(&r, d.decision, d.reason, &summary, true, at);
 		}
 		else
 		{
 			memset(&summary, 0, sizeof(summary));
-			canary_metrics_collect(&r.id, r.window, at, false, &summary);
+			canary_metrics_collect(&r.id, r.window, at, false, true, &summary);
 			update_counters(&r, &summary, at);
 			if (r.baking)
 				evaluate_bake(&r, &summary, &d, at);

@@ -77,7 +77,6 @@
 /* Seed of the reservoir sample, fixed so that a collection is repeatable. */
 #define RESERVOIR_SEED UINT64CONST(0x63616e617279)
 
-/* Width of a time bucket of the sequential judge: one minute. */
 /*
  * Widest and narrowest bucket of the sequential judge, and the number of
  * buckets a stage spans at least.  A rollout whose stages last under ten
@@ -87,6 +86,12 @@
 #define SEQUENTIAL_MAX_BUCKET_USECS (60 * USECS_PER_SEC)
 #define SEQUENTIAL_BUCKETS_PER_STAGE 10
 #define SEQUENTIAL_MIN_BUCKET_USECS USECS_PER_SEC
+
+/*
+ * Layout version of the test states in canary.sequential_evidence.  Raise
+ * it when CanarySequentialTest changes meaning without changing size.
+ */
+#define SEQUENTIAL_EVIDENCE_LAYOUT 1
 
 /* Tests of the sequential judge, in order; extra metrics follow. */
 #define SEQUENTIAL_ERRORS 0
@@ -211,12 +216,18 @@ typedef struct LogTable
  * Evidence of the sequential judge over the complete time buckets of the
  * current attempt; see the comment above prepare_sequential.
  */
-typedef struct SequentialEvidence
+typedef struct SequentialEvidence SequentialEvidence;
+struct SequentialEvidence
 {
 	bool		computed;		/* false when the rollout has not started */
 	TimestampTz origin;			/* attempt start plus warmup */
 	int64		bucket_usecs;	/* bucket width, fixed by the rollout's settings */
 	TimestampTz end;			/* end of the last complete bucket */
+	TimestampTz judged_from;	/* end of the stored evidence, else origin */
+	bool		restored;		/* the stored evidence was used */
+	char	   *settings;		/* what the stored evidence depends on */
+	TimestampTz settled;		/* end of the buckets that are stored */
+	SequentialEvidence *checkpoint; /* evidence up to settled */
 	int64		complete_buckets;	/* buckets in (origin, end] */
 	int64		excluded_buckets;	/* dropped around a traffic change */
 	TimestampTz *changes;		/* traffic changes in the attempt */
@@ -237,7 +248,7 @@ typedef struct SequentialEvidence
 	double		baseline_rate_log_evidence;
 	bool		rate_breached;
 	char	   *summary;		/* the evidence in one line */
-} SequentialEvidence;
+};
 
 /* State and results of one collection. */
 typedef struct Collection
@@ -245,6 +256,8 @@ typedef struct Collection
 	RolloutSettings rollout;
 	TimestampTz at;
 	TimestampTz window_start;
+	TimestampTz reread_from;	/* "at" minus the window: later rows may
+								 * still arrive */
 	TimestampTz baseline_window_start;	/* differs at 100% traffic */
 	TimestampTz baseline_window_end;
 	bool		historic_baseline;
@@ -754,8 +767,10 @@ summarize_version(VersionWindow *window, int value_count)
  * dropped, because the canary's share changes within them.  (2) Requests
  * are independent given the bucket's pooled data, or at least no version's
  * outcomes depend on the other's routing.  (3) A row is written with a
- * "timestamp" inside the bucket before the bucket is judged; rows that
- * arrive later change past buckets.  (4) "No worse" means an odds ratio of
+ * "timestamp" inside the bucket before the bucket is judged.  Each bucket
+ * is judged once: canary_evaluate stores the evidence (see
+ * restore_evidence), and rows that arrive after their bucket was judged do
+ * not count toward the tests.  (4) "No worse" means an odds ratio of
  * at most 1 for errors; for latency and extra metrics the guarantee is exact
  * when both versions have the same distribution, and holds for a better
  * canary when its density ratio to the baseline decreases in the bad
@@ -775,12 +790,11 @@ summarize_version(VersionWindow *window, int value_count)
  * Limits.  Evidence grows with the number of events, not requests: with a
  * 1% error rate, 100 requests per minute and 5% canary traffic, the canary
  * sees about 1.5 errors in a 30-minute stage, so a doubling of the error
- * rate cannot be told from noise in the first stages.  The cost of a
- * collection grows with the rows since the attempt started: both versions
- * are read again through the (agent_id, version, "timestamp") index at every
- * evaluation, merged bucket by bucket so that memory holds one bucket (at
- * most CANARY_METRICS_MAX_SAMPLE values per column and version, a reservoir
- * sample above that).
+ * rate cannot be told from noise in the first stages.  Memory holds one
+ * bucket (at most CANARY_METRICS_MAX_SAMPLE values per column and version,
+ * a reservoir sample above that).  An evaluation reads the rows of the
+ * buckets after the stored evidence.  A collection without stored evidence,
+ * such as the first of an attempt, reads every row since the origin.
  *
  * Reasons.  A failed test reports its evidence against the threshold, the
  * buckets it used, both versions' event counts and the Mantel-Haenszel odds
@@ -1025,13 +1039,200 @@ init_sequential(Collection *collection)
 }
 
 /*
+ * Return the text form of a text[] setting.
+ */
+static char *
+text_array_string(Datum array)
+{
+	Oid			output;
+	bool		is_varlena;
+
+	getTypeOutputInfo(TEXTARRAYOID, &output, &is_varlena);
+	return OidOutputFunctionCall(output, array);
+}
+
+/*
+ * Describe everything besides the rows that the sequential evidence depends
+ * on, so that stored evidence is used only with the settings it was made
+ * with.  Alpha is not part of it, because it applies only when deciding.
+ */
+static char *
+evidence_settings(const Collection *collection, const LogTable *table)
+{
+	const RolloutSettings *r = &collection->rollout;
+	const SequentialEvidence *e = &collection->evidence;
+	StringInfoData settings;
+
+	initStringInfo(&settings);
+	appendStringInfo(&settings, "layout %d/%d/%d, log %u, agent %s, "
+					 "versions %s %s, success %s, error %s, origin %s, "
+					 "bucket " INT64_FORMAT ", metrics",
+					 SEQUENTIAL_EVIDENCE_LAYOUT,
+					 (int) sizeof(CanarySequentialTest),
+					 CANARY_STATS_MAX_ODDS_RATIOS, table->relid,
+					 quote_literal_cstr(r->agent_id),
+					 quote_literal_cstr(r->baseline_version),
+					 quote_literal_cstr(r->canary_version),
+					 quote_literal_cstr(text_array_string(r->success_statuses)),
+					 quote_literal_cstr(text_array_string(r->error_statuses)),
+					 timestamptz_to_str(e->origin), e->bucket_usecs);
+	for (int i = 0; i < r->metric_count; i++)
+		appendStringInfo(&settings, " %s %s",
+						 quote_identifier(r->metrics[i].column),
+						 r->metrics[i].decrease_is_bad ? "down" : "up");
+	return settings.data;
+}
+
+/*
+ * Count the attempt's traffic changes before "until", the ones that can
+ * exclude a bucket that ends at or before it.
+ */
+static int
+changes_before(const SequentialEvidence *e, TimestampTz until)
+{
+	int			count = 0;
+
+	while (count < e->change_count && e->changes[count] < until)
+		count++;
+	return count;
+}
+
+/*
+ * Continue from the rollout's stored evidence if it was made for this
+ * attempt with the same settings and traffic changes, and ends within the
+ * complete buckets.  Then the tests and counts start from it, and only the
+ * buckets after judged_from are read.  Otherwise every bucket since the
+ * origin is read.
+ */
+static void
+restore_evidence(Collection *collection, const pg_uuid_t *deployment_id)
+{
+	SequentialEvidence *e = &collection->evidence;
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		id = UUIDPGetDatum(deployment_id);
+	bool		isnull;
+	TimestampTz judged_until;
+	ArrayType  *changes;
+	Datum	   *change_values;
+	int			change_count;
+	bytea	   *tests;
+	char	   *settings;
+
+	if (canary_spi_execute("SELECT settings, attempt, judged_until, "
+						   "traffic_changes, excluded_buckets, "
+						   "canary_errors, canary_requests, "
+						   "baseline_errors, baseline_requests, tests "
+						   "FROM canary.sequential_evidence "
+						   "WHERE deployment_id = $1",
+						   1, argtypes, &id, NULL, SPI_OK_SELECT, 1) == 0)
+		return;
+
+	settings = TextDatumGetCString(canary_spi_get(0, 1, &isnull));
+	judged_until = DatumGetTimestampTz(canary_spi_get(0, 3, &isnull));
+	tests = DatumGetByteaPP(canary_spi_get(0, 10, &isnull));
+	if (strcmp(settings, e->settings) != 0 ||
+		DatumGetInt32(canary_spi_get(0, 2, &isnull)) != collection->rollout.attempt ||
+		judged_until <= e->origin || judged_until > e->end ||
+		(judged_until - e->origin) % e->bucket_usecs != 0 ||
+		VARSIZE_ANY_EXHDR(tests) != sizeof(CanarySequentialTest) * e->test_count)
+		return;
+
+	/* A traffic change recorded since then could exclude judged buckets. */
+	changes = DatumGetArrayTypeP(canary_spi_get(0, 4, &isnull));
+	deconstruct_array(changes, TIMESTAMPTZOID, sizeof(TimestampTz),
+					  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &change_values, NULL,
+					  &change_count);
+	if (change_count != changes_before(e, judged_until))
+		return;
+	for (int i = 0; i < change_count; i++)
+		if (DatumGetTimestampTz(change_values[i]) != e->changes[i])
+			return;
+
+	memcpy(e->tests, VARDATA_ANY(tests), VARSIZE_ANY_EXHDR(tests));
+	e->excluded_buckets = DatumGetInt64(canary_spi_get(0, 5, &isnull));
+	e->canary_errors = DatumGetInt64(canary_spi_get(0, 6, &isnull));
+	e->canary_requests = DatumGetInt64(canary_spi_get(0, 7, &isnull));
+	e->baseline_errors = DatumGetInt64(canary_spi_get(0, 8, &isnull));
+	e->baseline_requests = DatumGetInt64(canary_spi_get(0, 9, &isnull));
+	e->judged_from = judged_until;
+	e->restored = true;
+}
+
+/*
+ * Store the evidence over the buckets up to "settled" as the rollout's
+ * canary.sequential_evidence row, unless it covers no more buckets than the
+ * stored one.
+ */
+static void
+store_evidence(const Collection *collection, const pg_uuid_t *deployment_id)
+{
+	const SequentialEvidence *e = collection->evidence.checkpoint;
+	Oid			argtypes[11] = {UUIDOID, INT4OID, TEXTOID, TIMESTAMPTZOID,
+		TIMESTAMPTZARRAYOID, INT8OID, INT8OID, INT8OID, INT8OID, INT8OID,
+	BYTEAOID};
+	Datum		values[11];
+	Datum	   *changes;
+	int			change_count;
+	Size		size;
+	bytea	   *tests;
+
+	/* Store only buckets that the stored evidence does not cover yet. */
+	if (e == NULL || e->settled <= e->judged_from)
+		return;
+
+	change_count = changes_before(e, e->settled);
+	size = sizeof(CanarySequentialTest) * e->test_count;
+	changes = palloc(sizeof(Datum) * Max(change_count, 1));
+	for (int i = 0; i < change_count; i++)
+		changes[i] = TimestampTzGetDatum(e->changes[i]);
+	tests = palloc(VARHDRSZ + size);
+	SET_VARSIZE(tests, VARHDRSZ + size);
+	memcpy(VARDATA(tests), e->tests, size);
+
+	values[0] = UUIDPGetDatum(deployment_id);
+	values[1] = Int32GetDatum(collection->rollout.attempt);
+	values[2] = CStringGetTextDatum(e->settings);
+	values[3] = TimestampTzGetDatum(e->settled);
+	values[4] = PointerGetDatum(construct_array(changes, change_count,
+												TIMESTAMPTZOID,
+												sizeof(TimestampTz),
+												FLOAT8PASSBYVAL,
+												TYPALIGN_DOUBLE));
+	values[5] = Int64GetDatum(e->excluded_buckets);
+	values[6] = Int64GetDatum(e->canary_errors);
+	values[7] = Int64GetDatum(e->canary_requests);
+	values[8] = Int64GetDatum(e->baseline_errors);
+	values[9] = Int64GetDatum(e->baseline_requests);
+	values[10] = PointerGetDatum(tests);
+	canary_spi_execute("INSERT INTO canary.sequential_evidence AS s "
+					   "(deployment_id, attempt, settings, judged_until, "
+					   "traffic_changes, excluded_buckets, canary_errors, "
+					   "canary_requests, baseline_errors, baseline_requests, "
+					   "tests) "
+					   "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+					   "ON CONFLICT (deployment_id) DO UPDATE SET "
+					   "attempt = excluded.attempt, "
+					   "settings = excluded.settings, "
+					   "judged_until = excluded.judged_until, "
+					   "traffic_changes = excluded.traffic_changes, "
+					   "excluded_buckets = excluded.excluded_buckets, "
+					   "canary_errors = excluded.canary_errors, "
+					   "canary_requests = excluded.canary_requests, "
+					   "baseline_errors = excluded.baseline_errors, "
+					   "baseline_requests = excluded.baseline_requests, "
+					   "tests = excluded.tests, updated_at = pg_catalog.now()",
+					   11, argtypes, values, NULL, SPI_OK_INSERT, 1);
+}
+
+/*
  * Set up the sequential judge of the current attempt: its tests, the
  * complete buckets since the origin and the attempt's traffic changes.  A
  * rollout that has not started, or whose origin is not before "at", has no
  * evidence.  read_log fills the buckets.
  */
 static void
-prepare_sequential(Collection *collection, const pg_uuid_t *deployment_id)
+prepare_sequential(Collection *collection, const LogTable *table,
+				   const pg_uuid_t *deployment_id)
 {
 	SequentialEvidence *e = &collection->evidence;
 	RolloutSettings *r = &collection->rollout;
@@ -1045,7 +1246,22 @@ prepare_sequential(Collection *collection, const pg_uuid_t *deployment_id)
 	e->origin = r->attempt_window_start;
 	e->complete_buckets = (collection->at - e->origin) / e->bucket_usecs;
 	e->end = e->origin + e->complete_buckets * e->bucket_usecs;
+	e->judged_from = e->origin;
 	read_traffic_changes(collection, deployment_id);
+	e->settings = evidence_settings(collection, table);
+	restore_evidence(collection, deployment_id);
+
+	/*
+	 * Rows may still arrive for the buckets within the window, so the next
+	 * evaluation reads those again, and only the buckets before them are
+	 * stored.
+	 */
+	e->settled = e->origin;
+	if (collection->reread_from > e->origin)
+		e->settled = e->origin +
+			(collection->reread_from - e->origin) / e->bucket_usecs *
+			e->bucket_usecs;
+	e->settled = Min(e->settled, e->end);
 }
 
 
@@ -1343,6 +1559,22 @@ reader_close_bucket(LogReader *reader)
 }
 
 /*
+ * Keep a copy of the evidence as it is now, when every bucket up to
+ * "settled" is judged and no later one is, unless a copy was kept already.
+ */
+static void
+reader_checkpoint(LogReader *reader)
+{
+	SequentialEvidence *e = &reader->collection->evidence;
+
+	if (e->checkpoint != NULL)
+		return;
+	e->checkpoint = MemoryContextAlloc(reader->collection->values_context,
+									   sizeof(SequentialEvidence));
+	memcpy(e->checkpoint, e, sizeof(SequentialEvidence));
+}
+
+/*
  * Count row `row` of a stream's batch into a version's window.
  */
 static void
@@ -1389,6 +1621,8 @@ bucket_add(LogReader *reader, int side, const LogStream *stream, int row)
 	if (!reader->bucket_open || bucket != reader->bucket)
 	{
 		reader_close_bucket(reader);
+		if (e->origin + bucket * e->bucket_usecs >= e->settled)
+			reader_checkpoint(reader);
 		bucket_reset(&reader->sides[SIDE_BASELINE], reader->value_count);
 		bucket_reset(&reader->sides[SIDE_CANARY], reader->value_count);
 		reader->bucket = bucket;
@@ -1423,7 +1657,7 @@ reader_take(LogReader *reader, int side)
 	if (timestamp > reader->stage_ranges[side].from &&
 		timestamp <= reader->stage_ranges[side].to)
 		reader->stage_rows[side]++;
-	if (reader->bucketed && timestamp > e->origin && timestamp <= e->end)
+	if (reader->bucketed && timestamp > e->judged_from && timestamp <= e->end)
 		bucket_add(reader, side, stream, row);
 }
 
@@ -1529,7 +1763,7 @@ read_log(Collection *collection, const LogTable *table)
 		range_cover(&hull, &reader.stage_ranges[side]);
 		if (reader.bucketed)
 		{
-			TimeRange	buckets = {e->origin, e->end};
+			TimeRange	buckets = {e->judged_from, e->end};
 
 			range_cover(&hull, &buckets);
 		}
@@ -1566,6 +1800,7 @@ read_log(Collection *collection, const LogTable *table)
 	if (reader.bucketed)
 	{
 		reader_close_bucket(&reader);
+		reader_checkpoint(&reader);
 		MemoryContextDelete(reader.bucket_context);
 	}
 	collection->stage_canary_requests =
@@ -2636,6 +2871,7 @@ compute_window(Collection *collection, const Interval *window)
 		DatumGetTimestampTz(DirectFunctionCall2(timestamptz_mi_interval,
 												TimestampTzGetDatum(collection->at),
 												IntervalPGetDatum(window)));
+	collection->reread_from = collection->window_start;
 	if ((strcmp(r->status, "running") == 0 || strcmp(r->status, "paused") == 0) &&
 		r->has_stage_window_start &&
 		r->stage_window_start > collection->window_start)
@@ -2752,7 +2988,7 @@ collect(Collection *collection, const pg_uuid_t *deployment_id,
 	/* Read both versions in one pass over the execution log. */
 	compute_baseline_window(collection, &table, window);
 	if (collection->sequential)
-		prepare_sequential(collection, deployment_id);
+		prepare_sequential(collection, &table, deployment_id);
 	read_log(collection, &table);
 	value_count = r->metric_count + 1;
 	summarize_version(&collection->baseline, value_count);
@@ -2782,7 +3018,7 @@ collect(Collection *collection, const pg_uuid_t *deployment_id,
  */
 void
 canary_metrics_collect(const pg_uuid_t *deployment_id, const Interval *window,
-					   TimestampTz at, bool want_row,
+					   TimestampTz at, bool want_row, bool keep_evidence,
 					   CanaryMetricsSummary *summary)
 {
 	MemoryContext caller = CurrentMemoryContext;
@@ -2805,6 +3041,8 @@ canary_metrics_collect(const pg_uuid_t *deployment_id, const Interval *window,
 	collect(collection, deployment_id, window);
 	summary->metrics_id = store_metrics(collection, deployment_id, want_row,
 										&stored);
+	if (keep_evidence && collection->sequential)
+		store_evidence(collection, deployment_id);
 
 	/* Copy the summary into the caller's context before SPI frees its own. */
 	MemoryContextSwitchTo(caller);
@@ -2852,6 +3090,6 @@ canary_collect_metrics(PG_FUNCTION_ARGS)
 	CANARY_REQUIRE_ARG(fcinfo, 2, "evaluation time");
 
 	canary_metrics_collect(PG_GETARG_UUID_P(0), PG_GETARG_INTERVAL_P(1),
-						   PG_GETARG_TIMESTAMPTZ(2), true, &summary);
+						   PG_GETARG_TIMESTAMPTZ(2), true, false, &summary);
 	PG_RETURN_DATUM(summary.row);
 }

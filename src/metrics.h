@@ -53,7 +53,7 @@ typedef struct CanaryMetricsSummary
 extern void canary_metrics_validate_config(Jsonb *config);
 extern void canary_metrics_collect(const pg_uuid_t *deployment_id,
 								   const Interval *window, TimestampTz at,
-								   bool want_row,
+								   bool want_row, bool keep_evidence,
 								   CanaryMetricsSummary *summary);
 
 #endif							/* CANARY_METRICS_H */

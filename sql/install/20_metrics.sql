@@ -96,6 +96,31 @@ CREATE INDEX metrics_deployment ON canary.metrics (deployment_id, collected_at);
 SELECT pg_catalog.pg_extension_config_dump('canary.metrics', '');
 SELECT pg_catalog.pg_extension_config_dump('canary.metrics_id_seq', '');
 
+-- The sequential judge's evidence over the buckets judged so far in each
+-- rollout's current attempt.  canary_evaluate stores it, so that the next
+-- evaluation reads only the rows of later buckets.  It is a cache: when it
+-- is missing or was made with other settings, a collection computes the
+-- evidence again from the execution log, so pg_dump leaves its rows out.
+CREATE TABLE canary.sequential_evidence (
+	deployment_id uuid PRIMARY KEY REFERENCES canary.deployments (id) ON DELETE CASCADE,
+	attempt integer NOT NULL,
+	settings text NOT NULL,
+	judged_until timestamptz NOT NULL,
+	traffic_changes timestamptz[] NOT NULL,
+	excluded_buckets bigint NOT NULL,
+	canary_errors bigint NOT NULL,
+	canary_requests bigint NOT NULL,
+	baseline_errors bigint NOT NULL,
+	baseline_requests bigint NOT NULL,
+	tests bytea NOT NULL,
+	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+COMMENT ON TABLE canary.sequential_evidence IS 'Evidence of the sequential judge over the judged buckets of each rollout''s current attempt, stored by canary_evaluate; a cache that a collection rebuilds from the execution log when it is missing or stale';
+COMMENT ON COLUMN canary.sequential_evidence.settings IS 'Everything the evidence depends on besides the rows: execution log table, agent, versions, statuses, extra metrics, origin and bucket width';
+COMMENT ON COLUMN canary.sequential_evidence.judged_until IS 'End of the last bucket judged; later evaluations read the rows after it';
+COMMENT ON COLUMN canary.sequential_evidence.traffic_changes IS 'Traffic changes of the attempt before judged_until, whose buckets were left out';
+COMMENT ON COLUMN canary.sequential_evidence.tests IS 'State of each sequential test, in the binary layout of this build of canary';
+
 CREATE FUNCTION canary_collect_metrics(deployment_id uuid,
 									   "window" interval DEFAULT '10 minutes',
 									   at timestamptz DEFAULT pg_catalog.now())
