@@ -163,8 +163,8 @@ echo "tail scenario: $slow_fraction of the requests above the median take 3x;" \
 
 # Queue the batches: one per rate, judge, scenario and chunk of at most
 # $chunk runs.  The costliest come first so that the workers finish
-# together: the higher rate, then the sequential judge, which rereads every
-# row since the start at each evaluation.
+# together: the higher rate, then the sequential judge, whose healthy
+# rollouts run longest.
 first_seed=$((seed * 1000000 + 1))
 {
 	echo "CALL canary_bench.make_bursts($first_seed, $((first_seed + (runs > replays ? runs : replays) - 1)), $max_minutes);"

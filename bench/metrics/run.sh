@@ -14,7 +14,8 @@
 # - canary_collect_metrics for every agent, once per analysis.  Rollouts
 #   with analysis 'threshold' read the window only.  Rollouts with the
 #   default analysis 'sequential' started their attempt at the window start,
-#   so they read the window rows twice (setup.sql explains how).
+#   so their sequential tests judge every bucket of the same rows
+#   (setup.sql explains how).
 #
 # Windows: 10 minutes, 1 hour and 6 hours, all starting at the same time,
 # and 10 minutes in a second table that holds the same day plus the day
@@ -453,9 +454,10 @@ section=$out/section.md
 	echo "range of the agent (both versions, the whole table's time range) and filters on"
 	echo "\"timestamp\", because version, the index's second column, has no condition. The"
 	echo "floor reads the window's index range. collect with analysis 'threshold' reads"
-	echo "the window's index range once. collect with analysis 'sequential' reads it once"
-	echo "for the window's figures and a second time, with \"timestamp\", for the sequential"
-	echo "tests since the attempt start, which is the window start here. All are"
+	echo "the window's index range once. collect with analysis 'sequential' reads the same"
+	echo "range once too, for the window's figures and for the sequential tests since the"
+	echo "attempt start, which is the window start here, and with no stored evidence (only"
+	echo "canary_evaluate stores it) it judges every bucket of the window. All are"
 	echo "index-only scans of the evaluation index."
 	echo
 	echo "| Window, table | naive / threshold | naive / sequential | threshold / floor | sequential / floor |"

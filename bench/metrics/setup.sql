@@ -14,8 +14,9 @@
 --   rollout reads exactly (at - window, at].
 -- - sequential_rollout, the default analysis 'sequential', running since
 --   attempt_start.  With at = attempt_start + window it reads the same
---   window, and its sequential tests read the rows since attempt_start,
---   which are the same rows again.
+--   window, and its sequential tests judge the rows since attempt_start,
+--   which are the same rows, in the same pass.  canary_collect_metrics
+--   never stores evidence, so every call judges every bucket.
 -- Only one rollout per agent can be active, hence the superseded one.
 
 CREATE EXTENSION canary;
