@@ -142,6 +142,16 @@ typedef struct RolloutSettings
 	int64		stage_duration_usecs;	/* stage_duration, in microseconds */
 	MetricConfig metrics[CANARY_METRICS_MAX_EXTRA];
 	int			metric_count;
+	Datum		traffic_changes;	/* timestamptz[] of the attempt's changes */
+	Datum		traffic_change_ends;	/* each change plus warmup */
+	bool		has_stored_evidence;	/* a canary.sequential_evidence row */
+	char	   *stored_settings;	/* its columns, or unset without one */
+	int32		stored_attempt;
+	TimestampTz stored_judged_until;
+	Datum		stored_traffic_changes; /* timestamptz[] */
+	int64		stored_counts[5];	/* excluded buckets, canary errors and
+									 * requests, baseline errors and requests */
+	bytea	   *stored_tests;
 } RolloutSettings;
 
 /*
@@ -526,9 +536,24 @@ load_rollout(const pg_uuid_t *deployment_id, RolloutSettings *rollout)
 						   "stage_started_at, "
 						   "coalesce(attempt_started_at, started_at), "
 						   "coalesce(attempt_started_at, started_at) + warmup, "
-						   "attempt, "
-						   "(extract(epoch FROM stage_duration) * 1000000)::bigint "
-						   "FROM canary.deployments WHERE id = $1",
+						   "d.attempt, "
+						   "(extract(epoch FROM stage_duration) * 1000000)::bigint, "
+						   "c.changes, c.change_ends, s.settings, s.attempt, "
+						   "s.judged_until, s.traffic_changes, "
+						   "s.excluded_buckets, s.canary_errors, "
+						   "s.canary_requests, s.baseline_errors, "
+						   "s.baseline_requests, s.tests "
+						   "FROM canary.deployments d "
+						   "CROSS JOIN LATERAL ("
+						   "SELECT coalesce(array_agg(t.at ORDER BY t.at), '{}') AS changes, "
+						   "coalesce(array_agg(t.at + d.warmup ORDER BY t.at), '{}') AS change_ends "
+						   "FROM canary.transitions t "
+						   "WHERE t.deployment_id = d.id AND t.attempt = d.attempt "
+						   "AND t.old_percentage IS DISTINCT FROM t.new_percentage "
+						   "AND t.at + d.warmup > coalesce(d.attempt_started_at, d.started_at) + d.warmup) AS c "
+						   "LEFT JOIN canary.sequential_evidence s "
+						   "ON s.deployment_id = d.id "
+						   "WHERE d.id = $1",
 						   1, argtypes, &id, NULL, SPI_OK_SELECT, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -563,6 +588,24 @@ load_rollout(const pg_uuid_t *deployment_id, RolloutSettings *rollout)
 		DatumGetTimestampTz(canary_spi_get(0, 20, &isnull));
 	rollout->attempt = DatumGetInt32(canary_spi_get(0, 21, &isnull));
 	rollout->stage_duration_usecs = DatumGetInt64(canary_spi_get(0, 22, &isnull));
+	rollout->traffic_changes = datumCopy(canary_spi_get(0, 23, &isnull), false, -1);
+	rollout->traffic_change_ends = datumCopy(canary_spi_get(0, 24, &isnull), false, -1);
+
+	/* The sequential judge's stored evidence, if there is any */
+	(void) canary_spi_get(0, 25, &isnull);
+	rollout->has_stored_evidence = !isnull;
+	if (isnull)
+		return;
+	rollout->stored_settings = canary_spi_get_text(0, 25);
+	rollout->stored_attempt = DatumGetInt32(canary_spi_get(0, 26, &isnull));
+	rollout->stored_judged_until =
+		DatumGetTimestampTz(canary_spi_get(0, 27, &isnull));
+	rollout->stored_traffic_changes =
+		datumCopy(canary_spi_get(0, 28, &isnull), false, -1);
+	for (int i = 0; i < 5; i++)
+		rollout->stored_counts[i] = DatumGetInt64(canary_spi_get(0, 29 + i, &isnull));
+	rollout->stored_tests =
+		DatumGetByteaPCopy(canary_spi_get(0, 34, &isnull));
 }
 
 /*
@@ -940,41 +983,32 @@ judge_bucket(Collection *collection, BucketSide *canary,
 }
 
 /*
- * Read the attempt's traffic changes: every transition of the current
- * attempt that changed the canary's percentage after the origin, and each
- * change plus warmup.
+ * Set the attempt's traffic changes, read with the rollout: every
+ * transition of the current attempt that changed the canary's percentage
+ * and whose warmup ends after the origin, and each change plus warmup.
  */
 static void
-read_traffic_changes(Collection *collection, const pg_uuid_t *deployment_id)
+set_traffic_changes(Collection *collection)
 {
 	SequentialEvidence *e = &collection->evidence;
-	Oid			argtypes[3] = {UUIDOID, INT4OID, TIMESTAMPTZOID};
-	Datum		values[3];
-	uint64		rows;
-	bool		isnull;
+	RolloutSettings *r = &collection->rollout;
+	Datum	   *changes;
+	Datum	   *change_ends;
+	int			count;
 
-	values[0] = UUIDPGetDatum(deployment_id);
-	values[1] = Int32GetDatum(collection->rollout.attempt);
-	values[2] = TimestampTzGetDatum(e->origin);
-	rows = canary_spi_execute("SELECT t.at, t.at + d.warmup "
-							  "FROM canary.transitions t "
-							  "JOIN canary.deployments d ON d.id = t.deployment_id "
-							  "WHERE t.deployment_id = $1 AND t.attempt = $2 "
-							  "AND t.old_percentage IS DISTINCT FROM t.new_percentage "
-							  "AND t.at + d.warmup > $3 ORDER BY t.at",
-							  3, argtypes, values, NULL, SPI_OK_SELECT, 0);
-
-	e->change_count = (int) rows;
-	e->changes = palloc(sizeof(TimestampTz) * Max(rows, 1));
-	e->change_ends = palloc(sizeof(TimestampTz) * Max(rows, 1));
-	for (uint64 i = 0; i < rows; i++)
+	deconstruct_array(DatumGetArrayTypeP(r->traffic_changes), TIMESTAMPTZOID,
+					  sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
+					  &changes, NULL, &count);
+	deconstruct_array(DatumGetArrayTypeP(r->traffic_change_ends),
+					  TIMESTAMPTZOID, sizeof(TimestampTz), FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &change_ends, NULL, &count);
+	e->change_count = count;
+	e->changes = palloc(sizeof(TimestampTz) * Max(count, 1));
+	e->change_ends = palloc(sizeof(TimestampTz) * Max(count, 1));
+	for (int i = 0; i < count; i++)
 	{
-		e->changes[i] = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i],
-														  SPI_tuptable->tupdesc,
-														  1, &isnull));
-		e->change_ends[i] = DatumGetTimestampTz(SPI_getbinval(SPI_tuptable->vals[i],
-															  SPI_tuptable->tupdesc,
-															  2, &isnull));
+		e->changes[i] = DatumGetTimestampTz(changes[i]);
+		e->change_ends[i] = DatumGetTimestampTz(change_ends[i]);
 	}
 }
 
@@ -1105,56 +1139,41 @@ changes_before(const SequentialEvidence *e, TimestampTz until)
  * origin is read.
  */
 static void
-restore_evidence(Collection *collection, const pg_uuid_t *deployment_id)
+restore_evidence(Collection *collection)
 {
 	SequentialEvidence *e = &collection->evidence;
-	Oid			argtypes[1] = {UUIDOID};
-	Datum		id = UUIDPGetDatum(deployment_id);
-	bool		isnull;
-	TimestampTz judged_until;
-	ArrayType  *changes;
-	Datum	   *change_values;
+	RolloutSettings *r = &collection->rollout;
+	Datum	   *changes;
 	int			change_count;
-	bytea	   *tests;
-	char	   *settings;
 
-	if (canary_spi_execute("SELECT settings, attempt, judged_until, "
-						   "traffic_changes, excluded_buckets, "
-						   "canary_errors, canary_requests, "
-						   "baseline_errors, baseline_requests, tests "
-						   "FROM canary.sequential_evidence "
-						   "WHERE deployment_id = $1",
-						   1, argtypes, &id, NULL, SPI_OK_SELECT, 1) == 0)
-		return;
-
-	settings = TextDatumGetCString(canary_spi_get(0, 1, &isnull));
-	judged_until = DatumGetTimestampTz(canary_spi_get(0, 3, &isnull));
-	tests = DatumGetByteaPP(canary_spi_get(0, 10, &isnull));
-	if (strcmp(settings, e->settings) != 0 ||
-		DatumGetInt32(canary_spi_get(0, 2, &isnull)) != collection->rollout.attempt ||
-		judged_until <= e->origin || judged_until > e->end ||
-		(judged_until - e->origin) % e->bucket_usecs != 0 ||
-		VARSIZE_ANY_EXHDR(tests) != sizeof(CanarySequentialTest) * e->test_count)
+	if (!r->has_stored_evidence ||
+		strcmp(r->stored_settings, e->settings) != 0 ||
+		r->stored_attempt != r->attempt ||
+		r->stored_judged_until <= e->origin ||
+		r->stored_judged_until > e->end ||
+		(r->stored_judged_until - e->origin) % e->bucket_usecs != 0 ||
+		VARSIZE_ANY_EXHDR(r->stored_tests) !=
+		sizeof(CanarySequentialTest) * e->test_count)
 		return;
 
 	/* A traffic change recorded since then could exclude judged buckets. */
-	changes = DatumGetArrayTypeP(canary_spi_get(0, 4, &isnull));
-	deconstruct_array(changes, TIMESTAMPTZOID, sizeof(TimestampTz),
-					  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE, &change_values, NULL,
-					  &change_count);
-	if (change_count != changes_before(e, judged_until))
+	deconstruct_array(DatumGetArrayTypeP(r->stored_traffic_changes),
+					  TIMESTAMPTZOID, sizeof(TimestampTz), FLOAT8PASSBYVAL,
+					  TYPALIGN_DOUBLE, &changes, NULL, &change_count);
+	if (change_count != changes_before(e, r->stored_judged_until))
 		return;
 	for (int i = 0; i < change_count; i++)
-		if (DatumGetTimestampTz(change_values[i]) != e->changes[i])
+		if (DatumGetTimestampTz(changes[i]) != e->changes[i])
 			return;
 
-	memcpy(e->tests, VARDATA_ANY(tests), VARSIZE_ANY_EXHDR(tests));
-	e->excluded_buckets = DatumGetInt64(canary_spi_get(0, 5, &isnull));
-	e->canary_errors = DatumGetInt64(canary_spi_get(0, 6, &isnull));
-	e->canary_requests = DatumGetInt64(canary_spi_get(0, 7, &isnull));
-	e->baseline_errors = DatumGetInt64(canary_spi_get(0, 8, &isnull));
-	e->baseline_requests = DatumGetInt64(canary_spi_get(0, 9, &isnull));
-	e->judged_from = judged_until;
+	memcpy(e->tests, VARDATA_ANY(r->stored_tests),
+		   VARSIZE_ANY_EXHDR(r->stored_tests));
+	e->excluded_buckets = r->stored_counts[0];
+	e->canary_errors = r->stored_counts[1];
+	e->canary_requests = r->stored_counts[2];
+	e->baseline_errors = r->stored_counts[3];
+	e->baseline_requests = r->stored_counts[4];
+	e->judged_from = r->stored_judged_until;
 	e->restored = true;
 }
 
@@ -1231,8 +1250,7 @@ store_evidence(const Collection *collection, const pg_uuid_t *deployment_id)
  * evidence.  read_log fills the buckets.
  */
 static void
-prepare_sequential(Collection *collection, const LogTable *table,
-				   const pg_uuid_t *deployment_id)
+prepare_sequential(Collection *collection, const LogTable *table)
 {
 	SequentialEvidence *e = &collection->evidence;
 	RolloutSettings *r = &collection->rollout;
@@ -1247,9 +1265,9 @@ prepare_sequential(Collection *collection, const LogTable *table,
 	e->complete_buckets = (collection->at - e->origin) / e->bucket_usecs;
 	e->end = e->origin + e->complete_buckets * e->bucket_usecs;
 	e->judged_from = e->origin;
-	read_traffic_changes(collection, deployment_id);
+	set_traffic_changes(collection);
 	e->settings = evidence_settings(collection, table);
-	restore_evidence(collection, deployment_id);
+	restore_evidence(collection);
 
 	/*
 	 * Rows may still arrive for the buckets within the window, so the next
@@ -2988,7 +3006,7 @@ collect(Collection *collection, const pg_uuid_t *deployment_id,
 	/* Read both versions in one pass over the execution log. */
 	compute_baseline_window(collection, &table, window);
 	if (collection->sequential)
-		prepare_sequential(collection, &table, deployment_id);
+		prepare_sequential(collection, &table);
 	read_log(collection, &table);
 	value_count = r->metric_count + 1;
 	summarize_version(&collection->baseline, value_count);
