@@ -315,6 +315,34 @@ SELECT pg_temp.close_to(canary_hodges_lehmann(canary[1:299], baseline || 7.25::f
 							 unnest(baseline || 7.25::float8) AS b)) AS odd_shift_ok
 FROM pair_samples;
 
+-- Randomized samples of up to 700 values with ties, negative values and
+-- zeros, against brute force over all pairs.  Samples of 512 values or more
+-- are sorted by radix, smaller ones by comparison.
+SELECT setseed(0.4);
+CREATE TEMP TABLE random_samples AS
+SELECT c,
+	(SELECT array_agg(round((random() * p.scale + 0 * i)::numeric, p.digits)::float8 - p.shift)
+	 FROM generate_series(1, p.n_canary) AS i) AS canary,
+	(SELECT array_agg(round((random() * p.scale + 0 * i)::numeric, p.digits)::float8 *
+					  CASE WHEN random() < 0.1 THEN -1 ELSE 1 END)
+	 FROM generate_series(1, p.n_baseline) AS i) AS baseline
+FROM generate_series(1, 40) AS c,
+	LATERAL (SELECT 1 + (random() * 700 + 0 * c)::integer AS n_canary,
+					1 + (random() * 700)::integer AS n_baseline,
+					(random() * 2)::integer AS digits,
+					(ARRAY[1, 10, 1000])[1 + (random() * 2)::integer] AS scale,
+					random() * 5 AS shift) AS p;
+WITH pairs AS (
+	SELECT c, sum(CASE WHEN x > y THEN 1 WHEN x = y THEN 0.5 ELSE 0 END) AS u,
+		   percentile_cont(0.5) WITHIN GROUP (ORDER BY x - y) AS shift
+	FROM random_samples, unnest(canary) AS x, unnest(baseline) AS y
+	GROUP BY c)
+SELECT count(*) AS cases,
+	count(*) FILTER (WHERE greatest(array_length(canary, 1), array_length(baseline, 1)) >= 512) AS radix_sorted,
+	count(*) FILTER (WHERE (canary_mann_whitney(canary, baseline)).u = pairs.u) AS u_exact,
+	count(*) FILTER (WHERE canary_hodges_lehmann(canary, baseline) = pairs.shift) AS shift_exact
+FROM random_samples JOIN pairs USING (c);
+
 -- Millions of requests.  R 4.2.2 fisher.test on [[2100, 1997900], [18000,
 -- 17982000]] gives two-sided p = 0.035251645230537601, "greater" p =
 -- 0.018093160538208378 and "less" p = 0.98291448291702543, and

@@ -347,13 +347,93 @@ canary_stats_percentile_sorted(const double *sorted, int n, double fraction)
 #define ST_DEFINE
 #include "lib/sort_template.h"
 
+/* Minimum number of values that canary_stats_sort sorts by radix. */
+#define RADIX_SORT_MIN 512
+
 /*
- * Sort n finite values in ascending order, in place.
+ * Return an unsigned key of a double whose order is the order of the
+ * doubles: the sign bit is flipped for positive values, and every bit for
+ * negative ones.
+ */
+static inline uint64
+radix_key(double value)
+{
+	uint64		bits;
+
+	memcpy(&bits, &value, sizeof(bits));
+	return (bits & UINT64CONST(0x8000000000000000)) ? ~bits :
+		bits | UINT64CONST(0x8000000000000000);
+}
+
+/*
+ * Sort n doubles by their keys, one byte at a time from the lowest (an LSD
+ * radix sort, stable in each pass).  A pass is skipped when every key has
+ * the same byte there, as the low mantissa bytes of latencies in whole or
+ * tenth milliseconds often do.
+ */
+static void
+radix_sort_doubles(double *values, int n)
+{
+	uint64	   *keys = palloc(sizeof(uint64) * n);
+	uint64	   *scratch = palloc(sizeof(uint64) * n);
+
+	for (int i = 0; i < n; i++)
+		keys[i] = radix_key(values[i]);
+
+	for (int shift = 0; shift < 64; shift += 8)
+	{
+		int			counts[256] = {0};
+		int			position = 0;
+		uint64	   *swap;
+
+		for (int i = 0; i < n; i++)
+			counts[(keys[i] >> shift) & 0xFF]++;
+		if (counts[(keys[0] >> shift) & 0xFF] == n)
+			continue;
+		for (int digit = 0; digit < 256; digit++)
+		{
+			int			count = counts[digit];
+
+			counts[digit] = position;
+			position += count;
+		}
+		for (int i = 0; i < n; i++)
+			scratch[counts[(keys[i] >> shift) & 0xFF]++] = keys[i];
+		swap = keys;
+		keys = scratch;
+		scratch = swap;
+	}
+
+	/* Turn the keys back into the doubles they came from. */
+	for (int i = 0; i < n; i++)
+	{
+		uint64		bits = (keys[i] & UINT64CONST(0x8000000000000000)) ?
+			keys[i] & ~UINT64CONST(0x8000000000000000) : ~keys[i];
+
+		memcpy(&values[i], &bits, sizeof(bits));
+	}
+	pfree(keys);
+	pfree(scratch);
+}
+
+/*
+ * Sort n finite values in ascending order, in place.  From RADIX_SORT_MIN
+ * values on a radix sort is used, below that a comparison sort.
  */
 void
 canary_stats_sort(double *values, int n)
 {
-	if (n > 1)
+	int			sorted_prefix = 1;
+
+	/* Samples are often sorted already, and then one look suffices. */
+	while (sorted_prefix < n && values[sorted_prefix - 1] <= values[sorted_prefix])
+		sorted_prefix++;
+	if (sorted_prefix >= n)
+		return;
+
+	if (n >= RADIX_SORT_MIN)
+		radix_sort_doubles(values, n);
+	else if (n > 1)
 		sort_doubles(values, n);
 }
 
@@ -658,14 +738,54 @@ count_differences_at_most(const double *a, int n, const double *b, int m,
 }
 
 /*
+ * Return the k-th smallest of the differences a[i] - b[j] that lie in
+ * (lower, upper], or are at most upper when has_lower is false, for
+ * ascending a and b.  There are count of them.
+ */
+static double
+kth_difference_in_range(const double *a, int n, const double *b, int m,
+						bool has_lower, double lower, double upper,
+						int64 count, int64 k)
+{
+	double	   *differences = palloc(sizeof(double) * Max(count, 1));
+	int64		found = 0;
+	int			first = 0;		/* first j with a[i] - b[j] <= upper */
+	int			last = 0;		/* first j with a[i] - b[j] <= lower */
+	double		result;
+
+	for (int i = 0; i < n; i++)
+	{
+		/* Both bounds move right as a[i] grows. */
+		while (first < m && a[i] - b[first] > upper)
+			first++;
+		if (last < first)
+			last = first;
+		while (has_lower && last < m && a[i] - b[last] > lower)
+			last++;
+		for (int j = first; j < (has_lower ? last : m); j++)
+		{
+			Assert(found < count);
+			differences[found++] = a[i] - b[j];
+		}
+	}
+	Assert(found == count);
+	canary_stats_sort(differences, found);
+	result = differences[k - 1];
+	pfree(differences);
+	return result;
+}
+
+/*
  * Return the k-th smallest (counting from 1) of the n * m differences
  * a[i] - b[j], for ascending a and b.
  *
  * Bisects over the ordered integer keys of the doubles between the smallest
  * and the largest difference, looking for the smallest double with at least
- * k differences at or below it.  That double is itself one of the
- * differences, so the result is exact, and the search ends after at most 64
- * counting passes of O(n + m) each, without enumerating the pairs.
+ * k differences at or below it, with one counting pass of O(n + m) per
+ * step and at most 64 steps.  Once no more than n + m differences are left
+ * between the bounds, they are listed and sorted instead, which usually
+ * ends the search after a few steps.  Either way the result is one of the
+ * differences, exact, and the pairs are never all enumerated.
  */
 static double
 kth_smallest_difference(const double *a, int n, const double *b, int m,
@@ -673,17 +793,37 @@ kth_smallest_difference(const double *a, int n, const double *b, int m,
 {
 	int64		low = double_to_ordered(a[0] - b[m - 1]);
 	int64		high = double_to_ordered(a[n - 1] - b[0]);
+	int64		below = 0;		/* differences below low */
+	int64		at_most_high = (int64) n * m;	/* differences up to high */
+	bool		has_lower = false;
+	double		lower = 0.0;	/* largest double below low, if has_lower */
 
 	while (low < high)
 	{
 		/* Unsigned arithmetic, because high - low can exceed PG_INT64_MAX */
-		int64		middle = low + (int64) (((uint64) high - (uint64) low) / 2);
+		int64		middle;
+		int64		count;
 
-		if (count_differences_at_most(a, n, b, m,
-									  ordered_to_double(middle)) >= k)
+		if (at_most_high - below <= (int64) n + m)
+			return kth_difference_in_range(a, n, b, m, has_lower, lower,
+										   ordered_to_double(high),
+										   at_most_high - below, k - below);
+
+		middle = low + (int64) (((uint64) high - (uint64) low) / 2);
+		count = count_differences_at_most(a, n, b, m,
+										  ordered_to_double(middle));
+		if (count >= k)
+		{
 			high = middle;
+			at_most_high = count;
+		}
 		else
+		{
 			low = middle + 1;
+			below = count;
+			has_lower = true;
+			lower = ordered_to_double(middle);
+		}
 	}
 	return ordered_to_double(low);
 }
@@ -692,7 +832,7 @@ kth_smallest_difference(const double *a, int n, const double *b, int m,
  * Hodges-Lehmann estimate of the shift from baseline to canary: the median
  * of all differences canary - baseline, averaging the two middle ones when
  * there is an even number of them.  Runs in O(N log N + 128 N) for N values
- * in total.  Returns NaN when either sample is empty.
+ * in total, and usually much less (see kth_smallest_difference).  Returns NaN when either sample is empty.
  */
 double
 canary_stats_hodges_lehmann(const double *canary, int n_canary,
