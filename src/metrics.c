@@ -142,6 +142,7 @@ typedef struct RolloutSettings
 	int64		stage_duration_usecs;	/* stage_duration, in microseconds */
 	MetricConfig metrics[CANARY_METRICS_MAX_EXTRA];
 	int			metric_count;
+	/* Read by load_sequential_state for the sequential judge only */
 	Datum		traffic_changes;	/* timestamptz[] of the attempt's changes */
 	Datum		traffic_change_ends;	/* each change plus warmup */
 	bool		has_stored_evidence;	/* a canary.sequential_evidence row */
@@ -536,24 +537,9 @@ load_rollout(const pg_uuid_t *deployment_id, RolloutSettings *rollout)
 						   "stage_started_at, "
 						   "coalesce(attempt_started_at, started_at), "
 						   "coalesce(attempt_started_at, started_at) + warmup, "
-						   "d.attempt, "
-						   "(extract(epoch FROM stage_duration) * 1000000)::bigint, "
-						   "c.changes, c.change_ends, s.settings, s.attempt, "
-						   "s.judged_until, s.traffic_changes, "
-						   "s.excluded_buckets, s.canary_errors, "
-						   "s.canary_requests, s.baseline_errors, "
-						   "s.baseline_requests, s.tests "
-						   "FROM canary.deployments d "
-						   "CROSS JOIN LATERAL ("
-						   "SELECT coalesce(array_agg(t.at ORDER BY t.at), '{}') AS changes, "
-						   "coalesce(array_agg(t.at + d.warmup ORDER BY t.at), '{}') AS change_ends "
-						   "FROM canary.transitions t "
-						   "WHERE t.deployment_id = d.id AND t.attempt = d.attempt "
-						   "AND t.old_percentage IS DISTINCT FROM t.new_percentage "
-						   "AND t.at + d.warmup > coalesce(d.attempt_started_at, d.started_at) + d.warmup) AS c "
-						   "LEFT JOIN canary.sequential_evidence s "
-						   "ON s.deployment_id = d.id "
-						   "WHERE d.id = $1",
+						   "attempt, "
+						   "(extract(epoch FROM stage_duration) * 1000000)::bigint "
+						   "FROM canary.deployments WHERE id = $1",
 						   1, argtypes, &id, NULL, SPI_OK_SELECT, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
@@ -588,24 +574,55 @@ load_rollout(const pg_uuid_t *deployment_id, RolloutSettings *rollout)
 		DatumGetTimestampTz(canary_spi_get(0, 20, &isnull));
 	rollout->attempt = DatumGetInt32(canary_spi_get(0, 21, &isnull));
 	rollout->stage_duration_usecs = DatumGetInt64(canary_spi_get(0, 22, &isnull));
-	rollout->traffic_changes = datumCopy(canary_spi_get(0, 23, &isnull), false, -1);
-	rollout->traffic_change_ends = datumCopy(canary_spi_get(0, 24, &isnull), false, -1);
+}
 
-	/* The sequential judge's stored evidence, if there is any */
-	(void) canary_spi_get(0, 25, &isnull);
+/*
+ * Read what the sequential judge needs besides the rollout's settings, in
+ * one statement: the traffic changes of the current attempt, and the stored
+ * evidence if there is any.
+ */
+static void
+load_sequential_state(const pg_uuid_t *deployment_id, RolloutSettings *rollout)
+{
+	Oid			argtypes[1] = {UUIDOID};
+	Datum		id = UUIDPGetDatum(deployment_id);
+	bool		isnull;
+
+	canary_spi_execute("SELECT c.changes, c.change_ends, s.settings, "
+					   "s.attempt, s.judged_until, s.traffic_changes, "
+					   "s.excluded_buckets, s.canary_errors, "
+					   "s.canary_requests, s.baseline_errors, "
+					   "s.baseline_requests, s.tests "
+					   "FROM canary.deployments d "
+					   "CROSS JOIN LATERAL ("
+					   "SELECT coalesce(array_agg(t.at ORDER BY t.at), '{}') AS changes, "
+					   "coalesce(array_agg(t.at + d.warmup ORDER BY t.at), '{}') AS change_ends "
+					   "FROM canary.transitions t "
+					   "WHERE t.deployment_id = d.id AND t.attempt = d.attempt "
+					   "AND t.old_percentage IS DISTINCT FROM t.new_percentage "
+					   "AND t.at + d.warmup > "
+					   "coalesce(d.attempt_started_at, d.started_at) + d.warmup) AS c "
+					   "LEFT JOIN canary.sequential_evidence s "
+					   "ON s.deployment_id = d.id "
+					   "WHERE d.id = $1",
+					   1, argtypes, &id, NULL, SPI_OK_SELECT, 1);
+	rollout->traffic_changes = datumCopy(canary_spi_get(0, 1, &isnull), false, -1);
+	rollout->traffic_change_ends = datumCopy(canary_spi_get(0, 2, &isnull), false, -1);
+
+	(void) canary_spi_get(0, 3, &isnull);
 	rollout->has_stored_evidence = !isnull;
 	if (isnull)
 		return;
-	rollout->stored_settings = canary_spi_get_text(0, 25);
-	rollout->stored_attempt = DatumGetInt32(canary_spi_get(0, 26, &isnull));
+	rollout->stored_settings = canary_spi_get_text(0, 3);
+	rollout->stored_attempt = DatumGetInt32(canary_spi_get(0, 4, &isnull));
 	rollout->stored_judged_until =
-		DatumGetTimestampTz(canary_spi_get(0, 27, &isnull));
+		DatumGetTimestampTz(canary_spi_get(0, 5, &isnull));
 	rollout->stored_traffic_changes =
-		datumCopy(canary_spi_get(0, 28, &isnull), false, -1);
+		datumCopy(canary_spi_get(0, 6, &isnull), false, -1);
 	for (int i = 0; i < 5; i++)
-		rollout->stored_counts[i] = DatumGetInt64(canary_spi_get(0, 29 + i, &isnull));
+		rollout->stored_counts[i] = DatumGetInt64(canary_spi_get(0, 7 + i, &isnull));
 	rollout->stored_tests =
-		DatumGetByteaPCopy(canary_spi_get(0, 34, &isnull));
+		DatumGetByteaPCopy(canary_spi_get(0, 12, &isnull));
 }
 
 /*
@@ -1250,7 +1267,8 @@ store_evidence(const Collection *collection, const pg_uuid_t *deployment_id)
  * evidence.  read_log fills the buckets.
  */
 static void
-prepare_sequential(Collection *collection, const LogTable *table)
+prepare_sequential(Collection *collection, const LogTable *table,
+				   const pg_uuid_t *deployment_id)
 {
 	SequentialEvidence *e = &collection->evidence;
 	RolloutSettings *r = &collection->rollout;
@@ -1265,6 +1283,7 @@ prepare_sequential(Collection *collection, const LogTable *table)
 	e->complete_buckets = (collection->at - e->origin) / e->bucket_usecs;
 	e->end = e->origin + e->complete_buckets * e->bucket_usecs;
 	e->judged_from = e->origin;
+	load_sequential_state(deployment_id, r);
 	set_traffic_changes(collection);
 	e->settings = evidence_settings(collection, table);
 	restore_evidence(collection);
@@ -3006,7 +3025,7 @@ collect(Collection *collection, const pg_uuid_t *deployment_id,
 	/* Read both versions in one pass over the execution log. */
 	compute_baseline_window(collection, &table, window);
 	if (collection->sequential)
-		prepare_sequential(collection, &table);
+		prepare_sequential(collection, &table, deployment_id);
 	read_log(collection, &table);
 	value_count = r->metric_count + 1;
 	summarize_version(&collection->baseline, value_count);
