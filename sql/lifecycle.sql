@@ -441,6 +441,8 @@ SELECT expect_error(format('SELECT canary_evaluate(%L, t(10))', :'billing'));
 SELECT expect_error($$SELECT canary_evaluate('00000000-0000-0000-0000-000000000000')$$);
 SELECT expect_error($$SELECT canary_pause('00000000-0000-0000-0000-000000000000')$$);
 SELECT expect_error($$SELECT canary_evaluate(NULL)$$);
+SELECT expect_error(format('SELECT canary_evaluate(%L, %L)', :'billing', 'infinity'));
+SELECT expect_error($$SELECT canary_evaluate_all('-infinity')$$);
 SELECT expect_error($$SELECT canary_undo('lc-nobody')$$);
 SELECT expect_error($$SELECT canary_undo('lc-idle')$$);
 SELECT expect_error($$SELECT canary_undo('lc-ops')$$);

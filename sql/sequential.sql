@@ -539,7 +539,9 @@ SELECT canary_start(:'stored_id', t(0));
 SELECT staged_traffic('seq-stored', 300, 0, 91, 0.01, 0.01);
 SELECT drive_and_recompute(:'stored_id', 0, 91);
 SELECT count(*) AS evaluations,
-	   count(*) FILTER (WHERE stored = recomputed) AS equal,
+	   count(*) FILTER (WHERE stored - 'stored_until' = recomputed - 'stored_until') AS equal,
+	   count(*) FILTER (WHERE stored->>'stored_until' IS NOT NULL) AS continued,
+	   count(*) FILTER (WHERE recomputed->>'stored_until' IS NULL) AS read_all,
 	   count(*) FILTER (WHERE decision = 'progress') AS progressions,
 	   max(minute) AS last_minute,
 	   max((stored->>'excluded_buckets')::integer) AS excluded_buckets

@@ -837,7 +837,20 @@ check_evaluable(const CanaryRollout *r, TimestampTz at)
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("evaluation time %s is before the start of the current stage of rollout %s",
 						timestamptz_to_str(at), r->id_text),
-				 errhint("Evaluate at the current time or later.")));
+				 errhint("Evaluate at the current time, or, when replaying a clock, at or after the time the current stage started.")));
+}
+
+/*
+ * Reject an infinite evaluation time, which no window can end at.
+ */
+static void
+check_evaluation_time(TimestampTz at)
+{
+	if (TIMESTAMP_NOT_FINITE(at))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("evaluation time must be finite"),
+				 errhint("Pass a finite time, such as now().")));
 }
 
 /*
@@ -929,6 +942,7 @@ canary_evaluate(PG_FUNCTION_ARGS)
 	if (get_call_result_type(fcinfo, NULL, &desc) != TYPEFUNC_COMPOSITE)
 		elog(ERROR, "return type must be a row type");
 
+	check_evaluation_time(PG_GETARG_TIMESTAMPTZ(1));
 	evaluate_rollout(PG_GETARG_UUID_P(0), PG_GETARG_TIMESTAMPTZ(1), &result);
 	desc = BlessTupleDesc(desc);
 	PG_RETURN_DATUM(HeapTupleGetDatum(heap_form_tuple(desc, result.values,
@@ -1002,6 +1016,7 @@ canary_evaluate_all(PG_FUNCTION_ARGS)
 
 	CANARY_REQUIRE_ARG(fcinfo, 0, "evaluation time");
 	at = PG_GETARG_TIMESTAMPTZ(0);
+	check_evaluation_time(at);
 	InitMaterializedSRF(fcinfo, 0);
 
 	/* List the running and paused rollouts; each is locked when its turn comes. */

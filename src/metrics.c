@@ -543,7 +543,8 @@ load_rollout(const pg_uuid_t *deployment_id, RolloutSettings *rollout)
 						   1, argtypes, &id, NULL, SPI_OK_SELECT, 1) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("rollout %s does not exist", rollout->id_text)));
+				 errmsg("rollout %s does not exist", rollout->id_text),
+				 errhint("List rollouts with SELECT * FROM canary.rollouts.")));
 
 	rollout->agent_id = canary_spi_get_text(0, 1);
 	rollout->baseline_version = canary_spi_get_text(0, 2);
@@ -2679,6 +2680,8 @@ write_sequential_details(JsonWriter *w, const Collection *collection)
 	json_number(w, "bucket_seconds", (double) e->bucket_usecs / USECS_PER_SEC);
 	json_int(w, "complete_buckets", e->complete_buckets);
 	json_int(w, "excluded_buckets", e->excluded_buckets);
+	json_string(w, "stored_until",
+				e->restored ? timestamptz_to_str(e->judged_from) : NULL);
 	json_number(w, "test_alpha", e->test_alpha);
 	json_number(w, "log_threshold", e->log_threshold);
 	json_key(w, "tests");
@@ -2999,7 +3002,8 @@ validate_collect_arguments(const Interval *window, TimestampTz at)
 	if (TIMESTAMP_NOT_FINITE(at))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("evaluation time must be finite")));
+				 errmsg("evaluation time must be finite"),
+				 errhint("Pass a finite time, such as now().")));
 }
 
 /*

@@ -90,7 +90,7 @@ COMMENT ON COLUMN canary.metrics.baseline_nodata IS 'Whether the baseline has fe
 COMMENT ON COLUMN canary.metrics.is_healthy IS 'Overall health of the canary; NULL when there is too little data and no hard limit is broken';
 COMMENT ON COLUMN canary.metrics.verdict IS 'nodata: canary or baseline below min_samples requests; fail: unhealthy; pass: healthy; inconclusive: reserved for the sequential judge';
 COMMENT ON COLUMN canary.metrics.reasons IS 'Every failing check and finding, in plain words with numbers';
-COMMENT ON COLUMN canary.metrics.details IS 'Per-metric comparison: verdict (pass, high, low, nodata), test, statistic, p-value, effect size, tolerance and both versions'' figures; for a sequential rollout also "sequential": each test''s log evidence (now and its maximum), threshold, buckets, event counts and Mantel-Haenszel odds ratio, and the error-rate limit''s evidence';
+COMMENT ON COLUMN canary.metrics.details IS 'Per-metric comparison: verdict (pass, high, low, nodata), test, statistic, p-value, effect size, tolerance and both versions'' figures; for a sequential rollout also "sequential": each test''s log evidence (now and its maximum), threshold, buckets, event counts and Mantel-Haenszel odds ratio, the error-rate limit''s evidence, and the end of the stored evidence it continued from (stored_until, null when every bucket was read)';
 CREATE INDEX metrics_deployment ON canary.metrics (deployment_id, collected_at);
 
 SELECT pg_catalog.pg_extension_config_dump('canary.metrics', '');
