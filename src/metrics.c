@@ -1001,9 +1001,10 @@ judge_bucket(Collection *collection, BucketSide *canary,
 }
 
 /*
- * Set the attempt's traffic changes, read with the rollout: every
- * transition of the current attempt that changed the canary's percentage
- * and whose warmup ends after the origin, and each change plus warmup.
+ * Set the attempt's traffic changes from what load_sequential_state read:
+ * every transition of the current attempt that changed the canary's
+ * percentage and whose warmup ends after the origin, and each change plus
+ * warmup.
  */
 static void
 set_traffic_changes(Collection *collection)
