@@ -60,8 +60,14 @@ COMMENT ON COLUMN canary.decisions.percentage IS 'Canary traffic percentage afte
 COMMENT ON COLUMN canary.decisions.metrics IS 'Snapshot of the metrics the decision was based on';
 
 -- Every evaluation writes a metrics row with its details and a decision
--- with its snapshot.  lz4 compresses them several times faster than the
--- default pglz; a server built without lz4 keeps the default.
+-- with its snapshot, of about 2 to 4 kB with the sequential judge.  Rows up
+-- to 4080 bytes stay in the table uncompressed, instead of being compressed
+-- and, when that is not enough, moved to the TOAST table, which costs a
+-- second insert per row.  Larger rows are compressed with lz4, several
+-- times faster than the default pglz; a server built without lz4 keeps
+-- the default.
+ALTER TABLE canary.metrics SET (toast_tuple_target = 4080);
+ALTER TABLE canary.decisions SET (toast_tuple_target = 4080);
 DO $$
 BEGIN
 	ALTER TABLE canary.metrics ALTER COLUMN details SET COMPRESSION lz4;
