@@ -851,7 +851,7 @@ summarize_version(VersionWindow *window, int value_count)
  * Limits.  Evidence grows with the number of events, not requests: with a
  * 1% error rate, 100 requests per minute and 5% canary traffic, the canary
  * sees about 1.5 errors in a 30-minute stage, so a doubling of the error
- * rate cannot be told from noise in the first stages.  Memory holds one
+ * rate cannot be told from noise in the first stages.  Memory contains one
  * bucket (at most CANARY_METRICS_MAX_SAMPLE values per column and version,
  * a reservoir sample above that).  An evaluation reads the rows of the
  * buckets after the stored evidence.  A collection without stored evidence,
@@ -1316,7 +1316,8 @@ prepare_sequential(Collection *collection, const LogTable *table,
  * and toward the current bucket of the sequential judge, as its timestamp
  * falls.  A bucket is judged as soon as a row of a later bucket arrives.
  * Each version's range is the smallest one that covers all three, so every
- * row is read once, and memory holds one batch per version and one bucket.
+ * row is read once, and memory contains one batch per version and one
+ * bucket.
  */
 
 /* Versions, in the order of the reader's arrays. */
