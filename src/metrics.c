@@ -236,6 +236,7 @@ struct SequentialEvidence
 	TimestampTz end;			/* end of the last complete bucket */
 	TimestampTz judged_from;	/* end of the stored evidence, else origin */
 	bool		restored;		/* the stored evidence was used */
+	bool		stored_ahead;	/* stored evidence for later buckets exists */
 	char	   *settings;		/* what the stored evidence depends on */
 	TimestampTz settled;		/* end of the buckets that are stored */
 	SequentialEvidence *checkpoint; /* evidence up to settled */
@@ -585,11 +586,18 @@ load_rollout(const pg_uuid_t *deployment_id, RolloutSettings *rollout)
 static void
 load_sequential_state(const pg_uuid_t *deployment_id, RolloutSettings *rollout)
 {
-	Oid			argtypes[1] = {UUIDOID};
-	Datum		id = UUIDPGetDatum(deployment_id);
+	Oid			argtypes[3] = {UUIDOID, INT4OID, TIMESTAMPTZOID};
+	Datum		values[3];
 	bool		isnull;
 
-	canary_spi_execute("SELECT c.changes, c.change_ends, s.settings, "
+	/*
+	 * The attempt and its start come from load_rollout's snapshot, so that a
+	 * retry committed in between cannot mix two attempts.
+	 */
+	values[0] = UUIDPGetDatum(deployment_id);
+	values[1] = Int32GetDatum(rollout->attempt);
+	values[2] = TimestampTzGetDatum(rollout->attempt_start);
+	if (canary_spi_execute("SELECT c.changes, c.change_ends, s.settings, "
 					   "s.attempt, s.judged_until, s.traffic_changes, "
 					   "s.excluded_buckets, s.canary_errors, "
 					   "s.canary_requests, s.baseline_errors, "
@@ -599,14 +607,17 @@ load_sequential_state(const pg_uuid_t *deployment_id, RolloutSettings *rollout)
 					   "SELECT coalesce(array_agg(t.at ORDER BY t.at), '{}') AS changes, "
 					   "coalesce(array_agg(t.at + d.warmup ORDER BY t.at), '{}') AS change_ends "
 					   "FROM canary.transitions t "
-					   "WHERE t.deployment_id = d.id AND t.attempt = d.attempt "
+					   "WHERE t.deployment_id = d.id AND t.attempt = $2 "
 					   "AND t.old_percentage IS DISTINCT FROM t.new_percentage "
-					   "AND t.at + d.warmup > "
-					   "coalesce(d.attempt_started_at, d.started_at) + d.warmup) AS c "
+					   "AND t.at + d.warmup > $3 + d.warmup) AS c "
 					   "LEFT JOIN canary.sequential_evidence s "
 					   "ON s.deployment_id = d.id "
 					   "WHERE d.id = $1",
-					   1, argtypes, &id, NULL, SPI_OK_SELECT, 1);
+					   3, argtypes, values, NULL, SPI_OK_SELECT, 1) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("rollout %s does not exist", rollout->id_text),
+				 errdetail("The rollout was deleted while its metrics were collected.")));
 	rollout->traffic_changes = datumCopy(canary_spi_get(0, 1, &isnull), false, -1);
 	rollout->traffic_change_ends = datumCopy(canary_spi_get(0, 2, &isnull), false, -1);
 
@@ -828,10 +839,11 @@ summarize_version(VersionWindow *window, int value_count)
  * dropped, because the canary's share changes within them.  (2) Requests
  * are independent given the bucket's pooled data, or at least no version's
  * outcomes depend on the other's routing.  (3) A row is written with a
- * "timestamp" inside the bucket before the bucket is judged.  Each bucket
- * is judged once: canary_evaluate stores the evidence (see
- * restore_evidence), and rows that arrive after their bucket was judged do
- * not count toward the tests.  (4) "No worse" means an odds ratio of
+ * "timestamp" inside its bucket within a window of that time.
+ * canary_evaluate stores the evidence of the buckets that end a window
+ * before its evaluation time (see restore_evidence), later evaluations do
+ * not judge those buckets again, and so a row that arrives later does not
+ * count toward the tests.  (4) "No worse" means an odds ratio of
  * at most 1 for errors; for latency and extra metrics the guarantee is exact
  * when both versions have the same distribution, and holds for a better
  * canary when its density ratio to the baseline decreases in the bad
@@ -1118,7 +1130,7 @@ evidence_settings(const Collection *collection, const LogTable *table)
 
 	initStringInfo(&settings);
 	appendStringInfo(&settings, "layout %d/%d/%d, log %u, agent %s, "
-					 "versions %s %s, success %s, error %s, origin %s, "
+					 "versions %s %s, success %s, error %s, origin " INT64_FORMAT ", "
 					 "bucket " INT64_FORMAT ", metrics",
 					 SEQUENTIAL_EVIDENCE_LAYOUT,
 					 (int) sizeof(CanarySequentialTest),
@@ -1128,7 +1140,7 @@ evidence_settings(const Collection *collection, const LogTable *table)
 					 quote_literal_cstr(r->canary_version),
 					 quote_literal_cstr(text_array_string(r->success_statuses)),
 					 quote_literal_cstr(text_array_string(r->error_statuses)),
-					 timestamptz_to_str(e->origin), e->bucket_usecs);
+					 (int64) e->origin, e->bucket_usecs);
 	for (int i = 0; i < r->metric_count; i++)
 		appendStringInfo(&settings, " %s %s",
 						 quote_identifier(r->metrics[i].column),
@@ -1167,8 +1179,12 @@ restore_evidence(Collection *collection)
 
 	if (!r->has_stored_evidence ||
 		strcmp(r->stored_settings, e->settings) != 0 ||
-		r->stored_attempt != r->attempt ||
-		r->stored_judged_until <= e->origin ||
+		r->stored_attempt != r->attempt)
+		return;
+
+	/* A collection at an earlier time must not replace it. */
+	e->stored_ahead = r->stored_judged_until > e->end;
+	if (r->stored_judged_until <= e->origin ||
 		r->stored_judged_until > e->end ||
 		(r->stored_judged_until - e->origin) % e->bucket_usecs != 0 ||
 		VARSIZE_ANY_EXHDR(r->stored_tests) !=
@@ -1198,8 +1214,8 @@ restore_evidence(Collection *collection)
 
 /*
  * Store the evidence over the buckets up to "settled" as the rollout's
- * canary.sequential_evidence row, unless it covers no more buckets than the
- * stored one.
+ * canary.sequential_evidence row, unless the stored row is valid and covers
+ * at least as many buckets.
  */
 static void
 store_evidence(const Collection *collection, const pg_uuid_t *deployment_id)
@@ -1215,7 +1231,8 @@ store_evidence(const Collection *collection, const pg_uuid_t *deployment_id)
 	bytea	   *tests;
 
 	/* Store only buckets that the stored evidence does not cover yet. */
-	if (e == NULL || e->settled <= e->judged_from)
+	if (e == NULL || e->settled <= e->judged_from ||
+		collection->evidence.stored_ahead)
 		return;
 
 	change_count = changes_before(e, e->settled);
@@ -1528,6 +1545,12 @@ stream_open(LogReader *reader, LogStream *stream, const char *sql,
 	stream->pub.rStartup = stream_startup;
 	stream->pub.rShutdown = stream_shutdown;
 	stream->pub.rDestroy = stream_destroy;
+
+	/*
+	 * DestNone only marks the receiver as no built-in one.  PortalRunFetch
+	 * treats it as "discard" for a count of 0 or a backward fetch, which
+	 * stream_has_row never asks for.
+	 */
 	stream->pub.mydest = DestNone;
 	stream->reader = reader;
 	stream->value_count = reader->value_count;

@@ -368,8 +368,8 @@ radix_key(double value)
 /*
  * Sort n doubles by their keys, one byte at a time from the lowest (an LSD
  * radix sort, stable in each pass).  A pass is skipped when every key has
- * the same byte there, as the low mantissa bytes of latencies in whole or
- * tenth milliseconds often do.
+ * the same byte there, as the low mantissa bytes of latencies in whole
+ * milliseconds do.
  */
 static void
 radix_sort_doubles(double *values, int n)
@@ -832,7 +832,8 @@ kth_smallest_difference(const double *a, int n, const double *b, int m,
  * Hodges-Lehmann estimate of the shift from baseline to canary: the median
  * of all differences canary - baseline, averaging the two middle ones when
  * there is an even number of them.  Runs in O(N log N + 128 N) for N values
- * in total, and usually much less (see kth_smallest_difference).  Returns NaN when either sample is empty.
+ * in total, and usually much less (see kth_smallest_difference).  Returns
+ * NaN when either sample is empty.
  */
 double
 canary_stats_hodges_lehmann(const double *canary, int n_canary,

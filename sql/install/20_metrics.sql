@@ -98,9 +98,11 @@ SELECT pg_catalog.pg_extension_config_dump('canary.metrics_id_seq', '');
 
 -- The sequential judge's evidence over the buckets judged so far in each
 -- rollout's current attempt.  canary_evaluate stores it, so that the next
--- evaluation reads only the rows of later buckets.  It is a cache: when it
--- is missing or was made with other settings, a collection computes the
--- evidence again from the execution log, so pg_dump leaves its rows out.
+-- evaluation reads only the rows of later buckets.  When it is missing or
+-- was made with other settings, a collection computes the evidence again
+-- from the rows the execution log contains then, which can differ from the
+-- stored evidence by rows that arrived late or were deleted since.  pg_dump
+-- leaves its rows out.
 CREATE TABLE canary.sequential_evidence (
 	deployment_id uuid PRIMARY KEY REFERENCES canary.deployments (id) ON DELETE CASCADE,
 	attempt integer NOT NULL,
@@ -115,7 +117,7 @@ CREATE TABLE canary.sequential_evidence (
 	tests bytea NOT NULL,
 	updated_at timestamptz NOT NULL DEFAULT pg_catalog.now()
 );
-COMMENT ON TABLE canary.sequential_evidence IS 'Evidence of the sequential judge over the judged buckets of each rollout''s current attempt, stored by canary_evaluate; a cache that a collection rebuilds from the execution log when it is missing or stale';
+COMMENT ON TABLE canary.sequential_evidence IS 'Evidence of the sequential judge over the judged buckets of each rollout''s current attempt, stored by canary_evaluate; when it is missing or stale, a collection computes the evidence again from the execution log';
 COMMENT ON COLUMN canary.sequential_evidence.settings IS 'Everything the evidence depends on besides the rows: execution log table, agent, versions, statuses, extra metrics, origin and bucket width';
 COMMENT ON COLUMN canary.sequential_evidence.judged_until IS 'End of the last bucket judged; later evaluations read the rows after it';
 COMMENT ON COLUMN canary.sequential_evidence.traffic_changes IS 'Traffic changes of the attempt before judged_until, whose buckets were left out';
