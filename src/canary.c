@@ -15,6 +15,7 @@
 
 #include <limits.h>
 
+#include "catalog/namespace.h"
 #include "fmgr.h"
 #include "miscadmin.h"
 #include "utils/guc.h"
@@ -91,6 +92,11 @@ void
 canary_run_with_safe_search_path_begin(int *nest_level)
 {
 	*nest_level = NewGUCNestLevel();
+
+	/* The SET clause of canary's SQL functions has usually done it already. */
+	if (namespace_search_path != NULL &&
+		strcmp(namespace_search_path, CANARY_SAFE_SEARCH_PATH) == 0)
+		return;
 	(void) set_config_option("search_path", CANARY_SAFE_SEARCH_PATH,
 							 PGC_USERSET, PGC_S_SESSION,
 							 GUC_ACTION_SAVE, true, 0, false);

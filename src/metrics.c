@@ -2801,27 +2801,41 @@ add_float(MetricsRow *row, const char *column, double value)
 	add_column(row, column, FLOAT8OID, Float8GetDatum(value), isnan(value));
 }
 
+/* Column names of each version's figures, in the order they are added. */
+static const char *const baseline_columns[] = {
+	"baseline_requests", "baseline_successes", "baseline_errors",
+	"baseline_unrecognized", "baseline_null_latency", "baseline_success_rate",
+	"baseline_error_rate", "baseline_p50", "baseline_p95", "baseline_p99",
+	"baseline_mean_latency", "baseline_latency_sampled"
+};
+static const char *const canary_columns[] = {
+	"canary_requests", "canary_successes", "canary_errors",
+	"canary_unrecognized", "canary_null_latency", "canary_success_rate",
+	"canary_error_rate", "canary_p50", "canary_p95", "canary_p99",
+	"canary_mean_latency", "canary_latency_sampled"
+};
+
 /*
- * Add the columns of one version, whose names start with prefix.
+ * Add the columns of one version, named by columns.
  */
 static void
-add_version_columns(MetricsRow *row, const char *prefix,
+add_version_columns(MetricsRow *row, const char *const *columns,
 					const VersionWindow *w)
 {
 	const ValueSample *latency = &w->samples[0];
 
-	add_column(row, psprintf("%s_requests", prefix), INT8OID, Int64GetDatum(w->requests), false);
-	add_column(row, psprintf("%s_successes", prefix), INT8OID, Int64GetDatum(w->successes), false);
-	add_column(row, psprintf("%s_errors", prefix), INT8OID, Int64GetDatum(w->errors), false);
-	add_column(row, psprintf("%s_unrecognized", prefix), INT8OID, Int64GetDatum(w->unrecognized), false);
-	add_column(row, psprintf("%s_null_latency", prefix), INT8OID, Int64GetDatum(latency->missing), false);
-	add_float(row, psprintf("%s_success_rate", prefix), w->success_rate);
-	add_float(row, psprintf("%s_error_rate", prefix), w->error_rate);
-	add_float(row, psprintf("%s_p50", prefix), latency->p50);
-	add_float(row, psprintf("%s_p95", prefix), latency->p95);
-	add_float(row, psprintf("%s_p99", prefix), latency->p99);
-	add_float(row, psprintf("%s_mean_latency", prefix), latency->mean);
-	add_column(row, psprintf("%s_latency_sampled", prefix), BOOLOID, BoolGetDatum(latency->sampled), false);
+	add_column(row, columns[0], INT8OID, Int64GetDatum(w->requests), false);
+	add_column(row, columns[1], INT8OID, Int64GetDatum(w->successes), false);
+	add_column(row, columns[2], INT8OID, Int64GetDatum(w->errors), false);
+	add_column(row, columns[3], INT8OID, Int64GetDatum(w->unrecognized), false);
+	add_column(row, columns[4], INT8OID, Int64GetDatum(latency->missing), false);
+	add_float(row, columns[5], w->success_rate);
+	add_float(row, columns[6], w->error_rate);
+	add_float(row, columns[7], latency->p50);
+	add_float(row, columns[8], latency->p95);
+	add_float(row, columns[9], latency->p99);
+	add_float(row, columns[10], latency->mean);
+	add_column(row, columns[11], BOOLOID, BoolGetDatum(latency->sampled), false);
 }
 
 /*
@@ -2869,8 +2883,8 @@ static int64
 store_metrics(const Collection *c, const pg_uuid_t *deployment_id,
 			  bool want_row, Datum *stored)
 {
+	static char *insert_sql[2];	/* by want_row, in TopMemoryContext */
 	MetricsRow	row = {0};
-	StringInfoData sql;
 	bool		isnull;
 
 	add_column(&row, "deployment_id", UUIDOID, UUIDPGetDatum(deployment_id), false);
@@ -2883,8 +2897,8 @@ store_metrics(const Collection *c, const pg_uuid_t *deployment_id,
 	add_column(&row, "baseline_window_end", TIMESTAMPTZOID, TimestampTzGetDatum(c->baseline_window_end), false);
 	add_column(&row, "baseline_version", TEXTOID, CStringGetTextDatum(c->rollout.baseline_version), false);
 	add_column(&row, "canary_version", TEXTOID, CStringGetTextDatum(c->rollout.canary_version), false);
-	add_version_columns(&row, "baseline", &c->baseline);
-	add_version_columns(&row, "canary", &c->canary);
+	add_version_columns(&row, baseline_columns, &c->baseline);
+	add_version_columns(&row, canary_columns, &c->canary);
 	add_float(&row, "success_rate_ratio", c->success_rate_ratio);
 	add_float(&row, "p95_latency_ratio", c->p95_latency_ratio);
 	add_float(&row, "expected_canary_share", c->expected_share);
@@ -2901,18 +2915,27 @@ store_metrics(const Collection *c, const pg_uuid_t *deployment_id,
 	add_column(&row, "reasons", TEXTARRAYOID, reasons_array(c), false);
 	add_column(&row, "details", JSONBOID, JsonbPGetDatum(build_details(c)), false);
 
-	initStringInfo(&sql);
-	appendStringInfoString(&sql, "INSERT INTO canary.metrics AS m (");
-	for (int i = 0; i < row.count; i++)
-		appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", row.columns[i]);
-	appendStringInfoString(&sql, ") VALUES (");
-	for (int i = 0; i < row.count; i++)
-		appendStringInfo(&sql, "%s$%d", i > 0 ? ", " : "", i + 1);
-	appendStringInfoString(&sql, want_row ? ") RETURNING m.id, m" :
-						   ") RETURNING m.id, pg_catalog.to_jsonb(m.*)");
+	/* The columns are always the same, so the statement is built once. */
+	if (insert_sql[want_row] == NULL)
+	{
+		StringInfoData sql;
+		MemoryContext old_context = MemoryContextSwitchTo(TopMemoryContext);
 
-	canary_spi_execute(sql.data, row.count, row.types, row.values, row.nulls,
-					   SPI_OK_INSERT_RETURNING, 1);
+		initStringInfo(&sql);
+		appendStringInfoString(&sql, "INSERT INTO canary.metrics AS m (");
+		for (int i = 0; i < row.count; i++)
+			appendStringInfo(&sql, "%s%s", i > 0 ? ", " : "", row.columns[i]);
+		appendStringInfoString(&sql, ") VALUES (");
+		for (int i = 0; i < row.count; i++)
+			appendStringInfo(&sql, "%s$%d", i > 0 ? ", " : "", i + 1);
+		appendStringInfoString(&sql, want_row ? ") RETURNING m.id, m" :
+							   ") RETURNING m.id, pg_catalog.to_jsonb(m.*)");
+		MemoryContextSwitchTo(old_context);
+		insert_sql[want_row] = sql.data;
+	}
+
+	canary_spi_execute(insert_sql[want_row], row.count, row.types, row.values,
+					   row.nulls, SPI_OK_INSERT_RETURNING, 1);
 	*stored = canary_spi_get(0, 2, &isnull);
 	return DatumGetInt64(canary_spi_get(0, 1, &isnull));
 }
