@@ -275,8 +275,10 @@ $$;
 
 -- Create the log partition of minutes 10 * part + 1 .. 10 * part + 10.
 -- NB: no partition may be dropped while its batch runs.  The sequential
--- judge reads every row since the attempt started, and at 100% both judges
--- read the baseline's last window before the stage started.
+-- judge's first evaluation of an attempt, and any evaluation without valid
+-- stored evidence, reads every row since the attempt started, min_samples
+-- counts the rows of the whole stage, and at 100% both judges read the
+-- baseline's last window before the stage started.
 CREATE PROCEDURE canary_bench.add_log_partition(log_table text, part integer)
 LANGUAGE plpgsql
 AS $$
