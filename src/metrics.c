@@ -146,7 +146,8 @@ typedef struct RolloutSettings
 	Datum		traffic_changes;	/* timestamptz[] of the attempt's changes */
 	Datum		traffic_change_ends;	/* each change plus warmup */
 	bool		has_stored_evidence;	/* a canary.sequential_evidence row */
-	char	   *stored_settings;	/* its columns, or unset without one */
+	char	   *stored_settings;	/* the columns of that row, set only
+									 * when it exists */
 	int32		stored_attempt;
 	TimestampTz stored_judged_until;
 	Datum		stored_traffic_changes; /* timestamptz[] */
@@ -863,11 +864,12 @@ summarize_version(VersionWindow *window, int value_count)
  * Limits.  Evidence grows with the number of events, not requests: with a
  * 1% error rate, 100 requests per minute and 5% canary traffic, the canary
  * sees about 1.5 errors in a 30-minute stage, so a doubling of the error
- * rate cannot be told from noise in the first stages.  Memory contains one
- * bucket (at most CANARY_METRICS_MAX_SAMPLE values per column and version,
- * a reservoir sample above that).  An evaluation reads the rows of the
- * buckets after the stored evidence.  A collection without stored evidence,
- * such as the first of an attempt, reads every row since the origin.
+ * rate cannot be distinguished from noise in the first stages.  Memory
+ * contains one bucket (at most CANARY_METRICS_MAX_SAMPLE values per column
+ * and version, a reservoir sample above that).  An evaluation reads the
+ * rows of the buckets after the stored evidence.  A collection without
+ * stored evidence, such as the first of an attempt, reads every row since
+ * the origin.
  *
  * Reasons.  A failed test reports its evidence against the threshold, the
  * buckets it used, both versions' event counts and the Mantel-Haenszel odds
@@ -1549,7 +1551,7 @@ stream_open(LogReader *reader, LogStream *stream, const char *sql,
 	/*
 	 * DestNone only marks the receiver as no built-in one.  PortalRunFetch
 	 * treats it as "discard" for a count of 0 or a backward fetch, which
-	 * stream_has_row never asks for.
+	 * stream_has_row never requests.
 	 */
 	stream->pub.mydest = DestNone;
 	stream->reader = reader;

@@ -43,9 +43,9 @@ typedef struct CanaryMetricsSummary
 	char	   *evidence;		/* the sequential judge's evidence in one line,
 								 * also the last reason; NULL in threshold mode */
 	Jsonb	   *snapshot;		/* the stored metrics row as jsonb, or NULL
-								 * when the row was asked for */
-	Datum		row;			/* the stored canary.metrics row when asked
-								 * for, else 0 */
+								 * when the row was requested */
+	Datum		row;			/* the stored canary.metrics row when
+								 * requested, else 0 */
 	bool		is_healthy;		/* meaningful unless is_healthy_isnull */
 	bool		is_healthy_isnull;	/* too little data and no hard limit broken */
 } CanaryMetricsSummary;

@@ -274,11 +274,11 @@ END;
 $$;
 
 -- Create the log partition of minutes 10 * part + 1 .. 10 * part + 10.
--- NB: no partition may be dropped while its batch runs.  The sequential
--- judge's first evaluation of an attempt, and any evaluation without valid
--- stored evidence, reads every row since the attempt started, min_samples
--- counts the rows of the whole stage, and at 100% both judges read the
--- baseline's last window before the stage started.
+-- NB: no partition may be dropped while its batch runs.  Without valid
+-- stored evidence, such as at the first evaluation of an attempt, the
+-- sequential judge reads every row since the attempt started.
+-- min_samples counts the rows of the whole stage.  At 100% both judges
+-- read the baseline's last window before the stage started.
 CREATE PROCEDURE canary_bench.add_log_partition(log_table text, part integer)
 LANGUAGE plpgsql
 AS $$
