@@ -588,6 +588,58 @@ SELECT (details->'sequential'->'error_rate_limit'->>'canary_requests')::integer 
 FROM canary.metrics WHERE deployment_id = :'late_id' ORDER BY id DESC LIMIT 1;
 SET canary.execution_log_table = 'sequential_test.logs';
 
+-- The latency tests' events counted again in SQL: in each bucket, the
+-- canary's and the baseline's latencies above the median and above the p95
+-- (percentile_cont) of both versions' latencies together.  Latency rounded
+-- to 50 ms gives many equal values around the cuts.
+SELECT setseed(0.63);
+SELECT canary_register_agent('seq-cuts', 'v1');
+SELECT canary_create('seq-cuts', 'v2', max_error_rate => 0.50) AS cuts_id \gset
+SELECT canary_start(:'cuts_id', t(0));
+SELECT count(*) FROM (SELECT traffic('seq-cuts', 'v2', 40, 0, 20, 0.01, 0.3),
+							 traffic('seq-cuts', 'v1', 260, 0, 20)) AS w;
+UPDATE logs SET latency_ms = round(latency_ms / 50) * 50 WHERE agent_id = 'seq-cuts';
+CREATE TABLE cut_check AS
+SELECT t.value->>'metric' AS metric, (t.value->>'buckets')::integer AS buckets,
+	   (t.value->>'canary_events')::integer AS canary_events,
+	   (t.value->>'baseline_events')::integer AS baseline_events,
+	   (m.details->'sequential'->>'origin')::timestamptz AS origin,
+	   (m.details->'sequential'->>'complete_buckets')::integer AS complete_buckets
+FROM canary_collect_metrics(:'cuts_id', '20 minutes', t(20)) AS m,
+	 jsonb_array_elements(m.details->'sequential'->'tests') AS t
+WHERE t.value->>'metric' IN ('latency_shift', 'latency_tail');
+WITH bucket AS (
+	SELECT j, c.origin + j * interval '1 minute' AS lower_end,
+		   c.origin + (j + 1) * interval '1 minute' AS upper_end
+	FROM (SELECT DISTINCT origin, complete_buckets FROM cut_check) AS c,
+		 generate_series(0, c.complete_buckets - 1) AS j
+), cut AS (
+	SELECT b.j, percentile_cont(0.5) WITHIN GROUP (ORDER BY l.latency_ms) AS median,
+		   percentile_cont(0.95) WITHIN GROUP (ORDER BY l.latency_ms) AS p95
+	FROM bucket b
+	JOIN logs l ON l.agent_id = 'seq-cuts' AND l."timestamp" > b.lower_end
+			   AND l."timestamp" <= b.upper_end
+	GROUP BY b.j
+), counted AS (
+	SELECT count(DISTINCT b.j) AS buckets,
+		   count(*) FILTER (WHERE l.version = 'v2' AND l.latency_ms > c.median) AS canary_above_median,
+		   count(*) FILTER (WHERE l.version = 'v1' AND l.latency_ms > c.median) AS baseline_above_median,
+		   count(*) FILTER (WHERE l.version = 'v2' AND l.latency_ms > c.p95) AS canary_above_p95,
+		   count(*) FILTER (WHERE l.version = 'v1' AND l.latency_ms > c.p95) AS baseline_above_p95
+	FROM bucket b
+	JOIN cut c ON c.j = b.j
+	JOIN logs l ON l.agent_id = 'seq-cuts' AND l."timestamp" > b.lower_end
+			   AND l."timestamp" <= b.upper_end
+)
+SELECT k.metric, k.buckets = c.buckets AS same_buckets,
+	   k.canary_events = CASE k.metric WHEN 'latency_shift' THEN c.canary_above_median
+						 ELSE c.canary_above_p95 END AS same_canary_events,
+	   k.baseline_events = CASE k.metric WHEN 'latency_shift' THEN c.baseline_above_median
+						   ELSE c.baseline_above_p95 END AS same_baseline_events,
+	   k.canary_events > 0 AND k.baseline_events > 0 AS has_events
+FROM cut_check k, counted c
+ORDER BY k.metric;
+
 --
 -- Function attributes and comments
 --

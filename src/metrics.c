@@ -914,43 +914,36 @@ count_beyond(const double *values, int n, double cut, bool below)
 }
 
 /*
- * Return both versions' values of a bucket's column in ascending order, in
- * memory of the current context, which the caller resets after each
- * bucket.  Returns NULL when either version has no value.
+ * Compute count percentiles, fractions in ascending order, of both
+ * versions' values of a bucket's column taken together.  Returns false,
+ * computing nothing, when either version has no value.
  */
-static double *
-pooled_sorted(const ValueSample *canary, const ValueSample *baseline)
+static bool
+pooled_percentiles(const ValueSample *canary, const ValueSample *baseline,
+				   const double *fractions, int count, double *results)
 {
 	int			n = canary->kept + baseline->kept;
 	double	   *pooled;
 
 	if (canary->kept == 0 || baseline->kept == 0)
-		return NULL;
+		return false;
 	pooled = palloc(sizeof(double) * n);
 	memcpy(pooled, canary->values, sizeof(double) * canary->kept);
 	memcpy(pooled + canary->kept, baseline->values,
 		   sizeof(double) * baseline->kept);
-	canary_stats_sort(pooled, n);
-	return pooled;
+	canary_stats_percentiles_select(pooled, n, fractions, count, results);
+	pfree(pooled);
+	return true;
 }
 
 /*
  * Add one bucket's table of a value column to test.  The events are the
- * values beyond the percentile `fraction` of both versions' values in the
- * bucket, which pooled_sorted returned as pooled.
+ * values beyond cut, a percentile of both versions' values in the bucket.
  */
 static void
 add_value_table(CanarySequentialTest *test, const ValueSample *canary,
-				const ValueSample *baseline, const double *pooled,
-				double fraction, bool below)
+				const ValueSample *baseline, double cut, bool below)
 {
-	double		cut;
-
-	if (pooled == NULL)
-		return;
-	cut = canary_stats_percentile_sorted(pooled,
-										 canary->kept + baseline->kept,
-										 fraction);
 	canary_stats_sequential_add(test,
 								count_beyond(canary->values, canary->kept,
 											 cut, below),
@@ -983,9 +976,12 @@ static void
 judge_bucket(Collection *collection, BucketSide *canary,
 			 BucketSide *baseline, int64 j)
 {
+	/* The latency tests count values above the median and the p95. */
+	static const double latency_cuts[] = {0.50, 0.95};
+	static const double median = 0.50;
 	SequentialEvidence *e = &collection->evidence;
 	RolloutSettings *r = &collection->rollout;
-	double	   *pooled;
+	double		cuts[lengthof(latency_cuts)];
 
 	/* The error-rate limit needs no baseline, so it reads every bucket. */
 	e->canary_errors += canary->errors;
@@ -1001,17 +997,22 @@ judge_bucket(Collection *collection, BucketSide *canary,
 	canary_stats_sequential_add(&e->tests[SEQUENTIAL_ERRORS],
 								canary->errors, canary->requests,
 								baseline->errors, baseline->requests);
-	pooled = pooled_sorted(&canary->samples[0], &baseline->samples[0]);
-	add_value_table(&e->tests[SEQUENTIAL_LATENCY_SHIFT], &canary->samples[0],
-					&baseline->samples[0], pooled, 0.50, false);
-	add_value_table(&e->tests[SEQUENTIAL_LATENCY_TAIL], &canary->samples[0],
-					&baseline->samples[0], pooled, 0.95, false);
+	if (pooled_percentiles(&canary->samples[0], &baseline->samples[0],
+						   latency_cuts, lengthof(latency_cuts), cuts))
+	{
+		add_value_table(&e->tests[SEQUENTIAL_LATENCY_SHIFT],
+						&canary->samples[0], &baseline->samples[0], cuts[0],
+						false);
+		add_value_table(&e->tests[SEQUENTIAL_LATENCY_TAIL],
+						&canary->samples[0], &baseline->samples[0], cuts[1],
+						false);
+	}
 	for (int i = 0; i < r->metric_count; i++)
-		add_value_table(&e->tests[SEQUENTIAL_FIRST_EXTRA + i],
-						&canary->samples[i + 1], &baseline->samples[i + 1],
-						pooled_sorted(&canary->samples[i + 1],
-									  &baseline->samples[i + 1]),
-						0.50, r->metrics[i].decrease_is_bad);
+		if (pooled_percentiles(&canary->samples[i + 1],
+							   &baseline->samples[i + 1], &median, 1, cuts))
+			add_value_table(&e->tests[SEQUENTIAL_FIRST_EXTRA + i],
+							&canary->samples[i + 1], &baseline->samples[i + 1],
+							cuts[0], r->metrics[i].decrease_is_bad);
 }
 
 /*
@@ -2565,78 +2566,129 @@ static const char *const verdict_names[] = {
 	[CANARY_VERDICT_NODATA] = "nodata",
 };
 
-/* A JSON object under construction; commas are inserted as needed. */
+/*
+ * A jsonb value under construction.  Values are pushed straight into the
+ * jsonb builder, so no JSON text is written and parsed again.
+ */
 typedef struct JsonWriter
 {
-	StringInfoData buf;
-	bool		need_comma;
+	JsonbParseState *state;
+	JsonbValue *result;			/* the finished top-level object */
 } JsonWriter;
 
 /*
- * Write a key, or nothing when key is NULL (the top-level object).
+ * Push a key, or nothing when key is NULL (the top-level object or an
+ * array element).
  */
 static void
 json_key(JsonWriter *w, const char *key)
 {
-	if (w->need_comma)
-		appendStringInfoString(&w->buf, ", ");
-	w->need_comma = true;
-	if (key != NULL)
-	{
-		escape_json(&w->buf, key);
-		appendStringInfoString(&w->buf, ": ");
-	}
+	JsonbValue	value;
+
+	if (key == NULL)
+		return;
+	value.type = jbvString;
+	value.val.string.val = (char *) key;
+	value.val.string.len = strlen(key);
+	pushJsonbValue(&w->state, WJB_KEY, &value);
+}
+
+/* Push a scalar after its key. */
+static void
+json_scalar(JsonWriter *w, const char *key, JsonbValue *value)
+{
+	json_key(w, key);
+	pushJsonbValue(&w->state, w->state->contVal.type == jbvArray ?
+				   WJB_ELEM : WJB_VALUE, value);
 }
 
 static void
 json_open(JsonWriter *w, const char *key)
 {
 	json_key(w, key);
-	appendStringInfoChar(&w->buf, '{');
-	w->need_comma = false;
+	pushJsonbValue(&w->state, WJB_BEGIN_OBJECT, NULL);
 }
 
 static void
 json_close(JsonWriter *w)
 {
-	appendStringInfoChar(&w->buf, '}');
-	w->need_comma = true;
+	w->result = pushJsonbValue(&w->state, WJB_END_OBJECT, NULL);
 }
 
-/* Write a number; NaN and infinities become null. */
+static void
+json_open_array(JsonWriter *w, const char *key)
+{
+	json_key(w, key);
+	pushJsonbValue(&w->state, WJB_BEGIN_ARRAY, NULL);
+}
+
+static void
+json_close_array(JsonWriter *w)
+{
+	pushJsonbValue(&w->state, WJB_END_ARRAY, NULL);
+}
+
+/*
+ * Push a number; NaN and infinities become null.  The number is the
+ * shortest decimal that reads back as value, as float8out prints it.
+ */
 static void
 json_number(JsonWriter *w, const char *key, double value)
 {
-	json_key(w, key);
+	JsonbValue	number;
+
 	if (isfinite(value))
-		appendStringInfoString(&w->buf, float8out_internal(value));
+	{
+		number.type = jbvNumeric;
+		number.val.numeric =
+			DatumGetNumeric(DirectFunctionCall3(numeric_in,
+												CStringGetDatum(float8out_internal(value)),
+												ObjectIdGetDatum(InvalidOid),
+												Int32GetDatum(-1)));
+	}
 	else
-		appendStringInfoString(&w->buf, "null");
+		number.type = jbvNull;
+	json_scalar(w, key, &number);
 }
 
 static void
 json_int(JsonWriter *w, const char *key, int64 value)
 {
-	json_key(w, key);
-	appendStringInfo(&w->buf, INT64_FORMAT, value);
+	JsonbValue	number;
+
+	number.type = jbvNumeric;
+	number.val.numeric = int64_to_numeric(value);
+	json_scalar(w, key, &number);
 }
 
 static void
 json_bool(JsonWriter *w, const char *key, bool value)
 {
-	json_key(w, key);
-	appendStringInfoString(&w->buf, value ? "true" : "false");
+	JsonbValue	boolean;
+
+	boolean.type = jbvBool;
+	boolean.val.boolean = value;
+	json_scalar(w, key, &boolean);
 }
 
-/* Write a string; NULL becomes null. */
+/*
+ * Push a string; NULL becomes null.  The string is copied, since the
+ * builder keeps a pointer and some callers pass a static buffer.
+ */
 static void
 json_string(JsonWriter *w, const char *key, const char *value)
 {
-	json_key(w, key);
+	JsonbValue	string;
+
 	if (value == NULL)
-		appendStringInfoString(&w->buf, "null");
+		string.type = jbvNull;
 	else
-		escape_json(&w->buf, value);
+	{
+		string.type = jbvString;
+		string.val.string.val = pstrdup(value);
+		string.val.string.len = strlen(value);
+	}
+	json_scalar(w, key, &string);
 }
 
 /*
@@ -2711,13 +2763,10 @@ write_sequential_details(JsonWriter *w, const Collection *collection)
 				e->restored ? timestamptz_to_str(e->judged_from) : NULL);
 	json_number(w, "test_alpha", e->test_alpha);
 	json_number(w, "log_threshold", e->log_threshold);
-	json_key(w, "tests");
-	appendStringInfoChar(&w->buf, '[');
-	w->need_comma = false;
+	json_open_array(w, "tests");
 	for (int i = 0; i < e->test_count; i++)
 		write_sequential_test(w, e, i);
-	appendStringInfoChar(&w->buf, ']');
-	w->need_comma = true;
+	json_close_array(w);
 	json_open(w, "error_rate_limit");
 	json_int(w, "canary_errors", e->canary_errors);
 	json_int(w, "canary_requests", e->canary_requests);
@@ -2740,7 +2789,6 @@ build_details(const Collection *collection)
 {
 	JsonWriter	w = {0};
 
-	initStringInfo(&w.buf);
 	json_open(&w, NULL);
 	json_string(&w, "analysis", collection->rollout.analysis);
 	json_number(&w, "alpha", collection->rollout.alpha);
@@ -2771,7 +2819,7 @@ build_details(const Collection *collection)
 	if (collection->sequential)
 		write_sequential_details(&w, collection);
 	json_close(&w);
-	return DatumGetJsonbP(DirectFunctionCall1(jsonb_in, CStringGetDatum(w.buf.data)));
+	return JsonbValueToJsonb(w.result);
 }
 
 /* Columns and values of the canary.metrics row being stored. */

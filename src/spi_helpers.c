@@ -131,7 +131,10 @@ canary_spi_execute(const char *sql, int nargs, const Oid *argtypes,
 }
 
 /*
- * Open a cursor over a parameterized query through its kept plan.
+ * Open a cursor over a parameterized query through its kept plan, always
+ * the generic plan.  Callers read index ranges, whose plan does not depend
+ * on the values.  A custom plan would be planned again on every call while
+ * its estimate is below the generic one, as it is for an empty range.
  */
 Portal
 canary_spi_cursor_open(const char *sql, int nargs, const Oid *argtypes,
@@ -141,7 +144,8 @@ canary_spi_cursor_open(const char *sql, int nargs, const Oid *argtypes,
 
 	fill_nulls(nulls, nargs, isnull);
 	return SPI_cursor_open(NULL,
-						   kept_plan(sql, nargs, argtypes, CURSOR_OPT_NO_SCROLL),
+						   kept_plan(sql, nargs, argtypes,
+								   CURSOR_OPT_NO_SCROLL | CURSOR_OPT_GENERIC_PLAN),
 						   (Datum *) values, nulls, false);
 }
 

@@ -45,6 +45,10 @@
 
 #include "stats.h"
 
+
+/* Exchange two doubles. */
+#define SWAP_DOUBLES(a, b) \
+	do { double swap_ = (a); (a) = (b); (b) = swap_; } while (0)
 /* sqrt(2 * pi) */
 #define SQRT_TWO_PI 2.50662827463100050242
 
@@ -334,6 +338,144 @@ canary_stats_percentile_sorted(const double *sorted, int n, double fraction)
 
 	return sorted[first] +
 		(position - first) * (sorted[second] - sorted[first]);
+}
+
+/*
+ * Move the k-th smallest of values[left..right] (k counts from 0 at
+ * values[0]) to values[k], with no larger value before it and no smaller
+ * one after it within that range.  Quickselect with the median of three as
+ * pivot, in expected time linear in the range's length.  The partition
+ * loop has no data-dependent branch, because on unordered data such a
+ * branch is mispredicted half the time.  Values equal to the pivot are set
+ * aside in one more pass, so many ties cannot make the search quadratic.
+ * Short ranges are finished by insertion sort.
+ */
+static void
+select_kth(double *values, int left, int right, int k)
+{
+	while (right - left >= 16)
+	{
+		int			middle = left + (right - left) / 2;
+		int			store = left;
+		bool		ties;
+		double		pivot;
+
+		/* Order the three samples, then move their median to the right. */
+		if (values[middle] < values[left])
+			SWAP_DOUBLES(values[middle], values[left]);
+		if (values[right] < values[left])
+			SWAP_DOUBLES(values[right], values[left]);
+		if (values[right] < values[middle])
+			SWAP_DOUBLES(values[right], values[middle]);
+		ties = values[left] == values[middle];
+		SWAP_DOUBLES(values[middle], values[right]);
+		pivot = values[right];
+
+		for (int i = left; i < right; i++)
+		{
+			double		value = values[i];
+
+			values[i] = values[store];
+			values[store] = value;
+			store += value < pivot;
+		}
+		SWAP_DOUBLES(values[store], values[right]);
+
+		/* Now values[left..store - 1] < pivot <= values[store + 1..right]. */
+		if (k == store)
+			return;
+		if (k < store)
+		{
+			right = store - 1;
+			continue;
+		}
+		left = store + 1;
+
+		/* The minimum sample equals the pivot, so skip the values equal to it. */
+		if (ties)
+		{
+			int			equal_end = left;
+
+			for (int i = left; i <= right; i++)
+			{
+				double		value = values[i];
+
+				values[i] = values[equal_end];
+				values[equal_end] = value;
+				equal_end += value <= pivot;
+			}
+			if (k < equal_end)
+				return;
+			left = equal_end;
+		}
+	}
+
+	for (int i = left + 1; i <= right; i++)
+	{
+		double		value = values[i];
+		int			j = i - 1;
+
+		while (j >= left && values[j] > value)
+		{
+			values[j + 1] = values[j];
+			j--;
+		}
+		values[j + 1] = value;
+	}
+}
+
+/*
+ * Compute count percentiles of n finite values, fractions in ascending
+ * order, as canary_stats_percentile_sorted computes them over the sorted
+ * values, but by selection in expected linear time.  The values are
+ * reordered.  Each selection searches only the values above the previous
+ * one's.
+ */
+void
+canary_stats_percentiles_select(double *values, int n,
+								const double *fractions, int count,
+								double *results)
+{
+	int			left = 0;
+
+	for (int f = 0; f < count; f++)
+	{
+		double		fraction = fractions[f];
+		double		position;
+		int			first;
+		double		lower;
+		double		upper;
+
+		if (isnan(fraction) || fraction < 0.0 || fraction > 1.0)
+			ereport(ERROR,
+					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+					 errmsg("percentile value %g is not between 0 and 1",
+							fraction)));
+		Assert(f == 0 || fraction >= fractions[f - 1]);
+		if (n <= 0)
+		{
+			results[f] = get_float8_nan();
+			continue;
+		}
+
+		position = fraction * (n - 1);
+		first = (int) floor(position);
+		select_kth(values, left, n - 1, first);
+		lower = values[first];
+		left = first;
+		if (ceil(position) == first)
+		{
+			results[f] = lower;
+			continue;
+		}
+
+		/* The next order statistic is the minimum after the selected one. */
+		upper = values[first + 1];
+		for (int i = first + 2; i < n; i++)
+			if (values[i] < upper)
+				upper = values[i];
+		results[f] = lower + (position - first) * (upper - lower);
+	}
 }
 
 /*

@@ -54,6 +54,9 @@ extern double canary_stats_chi_square_sf(double x, int df);
 extern void canary_stats_sort(double *values, int n);
 extern double canary_stats_percentile_sorted(const double *sorted, int n,
 											 double fraction);
+extern void canary_stats_percentiles_select(double *values, int n,
+											const double *fractions,
+											int count, double *results);
 
 extern void canary_stats_mann_whitney(const double *canary, int n_canary,
 									  const double *baseline, int n_baseline,
