@@ -105,6 +105,21 @@ SELECT evidence < 1 AS below_one,
 	   abs(log_evidence - ln(formula_ratio(0, 10, 6, 15, 2))) < 1e-12 AS matches
 FROM canary_sequential_evidence('{0}', '{10}', '{6}', '{15}', '{2}');
 
+-- Supports of up to 64 values are summed in plain arithmetic, longer ones
+-- and those whose sums overflow in log space; all match the formula.
+-- Canary 30 of 63 and baseline 33 of 100 have 64 possible canary shares,
+-- canary 30 of 64 and baseline 34 of 100 have 65, and odds ratio 1e200
+-- overflows at the third share.
+SELECT label, abs(log_evidence - ln(formula_ratio(x, nc, y, nb, psi))) < 1e-9 AS matches
+FROM (VALUES
+	('support of 64', 30, 63, 33, 100, 2.0),
+	('support of 65', 30, 64, 34, 100, 2.0),
+	('overflowing odds ratio', 2, 5, 1, 5, 1e200)
+) AS v (label, x, nc, y, nb, psi),
+LATERAL canary_sequential_evidence(ARRAY[x], ARRAY[nc], ARRAY[y], ARRAY[nb],
+								   ARRAY[psi::float8]) AS e
+ORDER BY label;
+
 -- Large counts stay finite: log space, no factorials.
 SELECT round(log_evidence::numeric, 3) AS log_evidence, evidence > 1e100 AS huge
 FROM canary_sequential_evidence('{30000}', '{100000}', '{20000}', '{100000}');

@@ -1368,6 +1368,62 @@ canary_stats_sequential_init(CanarySequentialTest *test,
 	}
 }
 
+/* Supports shorter than this are first summed in plain arithmetic. */
+#define HYPERGEOMETRIC_SHORT_SUPPORT 64
+
+/*
+ * Compute what hypergeometric_log_mgf computes, for a support shorter than
+ * HYPERGEOMETRIC_SHORT_SUPPORT, with plain products and sums instead of
+ * one exp() per term and odds ratio.  With P(u) / P(lowest) as w_u,
+ *	 E_0[psi^U] = psi^lowest * sum_u w_u psi^(u - lowest) / sum_u w_u.
+ * Returns false, when a sum overflowed or vanished, for the caller to sum
+ * in log space instead.
+ */
+static bool
+hypergeometric_log_mgf_short(int64 n_c, int64 n_b, int64 events,
+							 const double *log_psi, int count,
+							 double *log_mgf)
+{
+	int64		lowest = Max(0, events - n_b);
+	int64		highest = Min(events, n_c);
+	double		weight = 1.0;	/* P(u) / P(lowest) */
+	double		null_sum = 0.0;
+	double		psi[CANARY_STATS_MAX_ODDS_RATIOS];
+	double		power[CANARY_STATS_MAX_ODDS_RATIOS];	/* psi^(u - lowest) */
+	double		sum[CANARY_STATS_MAX_ODDS_RATIOS];
+	int			k;
+
+	for (k = 0; k < count; k++)
+	{
+		psi[k] = exp(log_psi[k]);
+		power[k] = 1.0;
+		sum[k] = 0.0;
+	}
+
+	for (int64 u = lowest; u <= highest; u++)
+	{
+		null_sum += weight;
+		for (k = 0; k < count; k++)
+		{
+			sum[k] += weight * power[k];
+			power[k] *= psi[k];
+		}
+		if (u < highest)
+			weight *= ((double) (n_c - u) * (double) (events - u)) /
+				((double) (u + 1) * (double) (n_b - events + u + 1));
+	}
+
+	if (!isfinite(null_sum) || null_sum <= 0.0)
+		return false;
+	for (k = 0; k < count; k++)
+		if (!isfinite(sum[k]) || sum[k] <= 0.0)
+			return false;
+
+	for (k = 0; k < count; k++)
+		log_mgf[k] = lowest * log_psi[k] + log(sum[k]) - log(null_sum);
+	return true;
+}
+
 /*
  * Compute log E_0[psi_k^U] for each of count log odds ratios into log_mgf,
  * where U is hypergeometric: the canary's share of `events` events among
@@ -1375,7 +1431,9 @@ canary_stats_sequential_init(CanarySequentialTest *test,
  * canary's.  The support is max(0, K - n_b) .. min(K, n_c), and consecutive
  * probabilities follow
  *	 P(u + 1) / P(u) = (n_c - u)(K - u) / ((u + 1)(n_b - K + u + 1)),
- * summed in log space so that no count overflows.
+ * summed in plain arithmetic while the support is short and every sum
+ * stays finite and positive, and otherwise in log space, so that no count
+ * overflows.
  *
  * NOTE: the run time is linear in the support, up to min(K, n_c) + 1 terms
  * times count, which bounds the cost of a bucket with many requests.
@@ -1393,6 +1451,11 @@ hypergeometric_log_mgf(int64 n_c, int64 n_b, int64 events,
 	double		sum[CANARY_STATS_MAX_ODDS_RATIOS];
 	int64		u;
 	int			k;
+
+	if (highest - lowest < HYPERGEOMETRIC_SHORT_SUPPORT &&
+		hypergeometric_log_mgf_short(n_c, n_b, events, log_psi, count,
+									 log_mgf))
+		return;
 
 	for (k = 0; k < count; k++)
 	{
