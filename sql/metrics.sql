@@ -317,6 +317,38 @@ WHERE agent_id = 'metrics_oddities' AND version = 'v1'
 SELECT collect('oddities');
 SELECT * FROM figures('oddities') WHERE figure IN ('requests', 'successes', 'errors', 'unrecognized', 'null_latency', 'success_rate');
 
+-- Unrecognized statuses are not successes, so the canary's success rate
+-- falls below 0.95 of the baseline's and that hard limit fails.
+SELECT * FROM outcome('oddities');
+SELECT * FROM reasons('oddities');
+
+--
+-- A rollout's own status mapping: 'ok' counts as a success and 'boom' as
+-- an error, so the default statuses of the older rows are unrecognized.
+--
+SELECT setseed(0.89);
+SELECT canary_register_agent('metrics_mapping', 'v1');
+INSERT INTO rollouts
+SELECT 'mapping', canary_create('metrics_mapping', 'v2', stages => '{20,50,100}',
+								analysis => 'threshold', success_statuses => '{ok}',
+								error_statuses => '{boom}');
+SELECT canary_start(id, eval_at() - interval '30 minutes') FROM rollouts WHERE scenario = 'mapping';
+SELECT add_logs('mapping', 'v1', 800, error_rate => 0.05);
+SELECT add_logs('mapping', 'v2', 200, error_rate => 0.05);
+UPDATE logs SET status = CASE status WHEN 'success' THEN 'ok' ELSE 'boom' END
+WHERE agent_id = 'metrics_mapping' AND "timestamp" > eval_at() - interval '6 minutes';
+SELECT collect('mapping');
+SELECT * FROM figures('mapping') WHERE figure IN ('requests', 'successes', 'errors', 'unrecognized');
+SELECT (c.m).baseline_successes = count(*) FILTER (WHERE l.version = 'v1' AND l.status = 'ok') AS baseline_successes_match,
+	   (c.m).baseline_errors = count(*) FILTER (WHERE l.version = 'v1' AND l.status = 'boom') AS baseline_errors_match,
+	   (c.m).canary_successes = count(*) FILTER (WHERE l.version = 'v2' AND l.status = 'ok') AS canary_successes_match,
+	   (c.m).canary_errors = count(*) FILTER (WHERE l.version = 'v2' AND l.status = 'boom') AS canary_errors_match,
+	   (c.m).canary_unrecognized = count(*) FILTER (WHERE l.version = 'v2' AND l.status NOT IN ('ok', 'boom')) AS canary_unrecognized_match
+FROM collected c, logs l
+WHERE c.scenario = 'mapping' AND l.agent_id = 'metrics_mapping'
+  AND l."timestamp" > eval_at() - interval '10 minutes' AND l."timestamp" <= eval_at()
+GROUP BY c.m;
+
 --
 -- Rows before the stage started do not count: the stage started 5 minutes
 -- before the evaluation, and every earlier row is an error.
@@ -460,6 +492,19 @@ SELECT * FROM figures('partitioned') WHERE figure IN ('requests', 'errors', 'p95
 SELECT * FROM outcome('partitioned');
 SELECT tableoid::regclass AS partition, count(*) FROM public.metrics_daily_logs
 GROUP BY 1 ORDER BY 1;
+
+-- A collection plans its read of a partitioned table with the window's
+-- values, so it locks only the partition that holds the window, not all
+-- of them.
+BEGIN;
+SELECT canary_collect_metrics(id, '10 minutes', eval_at()) IS NOT NULL AS collected
+FROM rollouts WHERE scenario = 'partitioned';
+SELECT count(*) AS partitions_locked,
+	   (SELECT count(*) FROM pg_inherits
+		WHERE inhparent = 'public.metrics_daily_logs'::regclass) > 10 AS more_than_ten_exist
+FROM pg_locks l JOIN pg_inherits i ON i.inhrelid = l.relation
+WHERE l.pid = pg_backend_pid() AND i.inhparent = 'public.metrics_daily_logs'::regclass;
+ROLLBACK;
 SET canary.execution_log_table = 'metrics_test.logs';
 
 --
@@ -476,6 +521,26 @@ ORDER BY "timestamp";
 EXPLAIN (COSTS OFF)
 EXECUTE window_rows ('metrics_healthy', 'v2', eval_at() - interval '10 minutes',
 					 eval_at(), '{success}', '{failed,error,timeout}');
+
+-- A collection's own reads: one scan of the evaluation index per version,
+-- and no sequential scan of the log table.  The statistics views count
+-- this backend's scans once they are flushed after a statement outside a
+-- transaction block.  The collection is rolled back, so it stores nothing.
+SELECT pg_stat_force_next_flush();
+SELECT idx_scan AS index_scans_before FROM pg_stat_user_indexes
+WHERE schemaname = 'metrics_test' AND indexrelname = 'logs_evaluation' \gset
+SELECT seq_scan AS table_scans_before FROM pg_stat_user_tables
+WHERE schemaname = 'metrics_test' AND relname = 'logs' \gset
+BEGIN;
+SELECT canary_collect_metrics(id, '10 minutes', eval_at()) IS NOT NULL AS collected
+FROM rollouts WHERE scenario = 'healthy';
+ROLLBACK;
+SELECT pg_stat_force_next_flush();
+SELECT i.idx_scan - :index_scans_before AS index_scans,
+	   t.seq_scan - :table_scans_before AS table_scans
+FROM pg_stat_user_indexes i, pg_stat_user_tables t
+WHERE i.schemaname = 'metrics_test' AND i.indexrelname = 'logs_evaluation'
+  AND t.schemaname = 'metrics_test' AND t.relname = 'logs';
 
 --
 -- Every collection is stored in canary.metrics.

@@ -214,6 +214,10 @@ FROM (VALUES ('two-sided', 0.16205161436963686), ('greater', 0.94347501057183858
 ORDER BY r.alternative;
 SELECT canary_hodges_lehmann('{1, 2, 2, 3, 5}', '{2, 3, 3, 4, 6, 6}') AS shift;
 
+-- A single middle difference is returned as it is, even when it is the
+-- least subnormal double, which halving would round to 0.
+SELECT canary_hodges_lehmann('{-0}', '{-5e-324}') AS subnormal_shift;
+
 -- All values equal, empty samples and single values: p = 1 and z = 0
 -- wherever the test has no information, never NaN.  p-values are rounded
 -- because the last digit of erfc may differ between C libraries.

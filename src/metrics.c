@@ -222,6 +222,7 @@ typedef struct LogTable
 	Oid			relid;
 	char	   *display;		/* schema.table for messages */
 	char	   *qualified;		/* quoted schema.table for SQL */
+	int			plan_choice;	/* plan of the log read; see resolve_log_table */
 } LogTable;
 
 /*
@@ -681,6 +682,22 @@ resolve_log_table(LogTable *table)
 	table->qualified = psprintf("%s.%s",
 								quote_identifier(get_namespace_name(get_rel_namespace(table->relid))),
 								quote_identifier(get_rel_name(table->relid)));
+
+	/*
+	 * A plain table is read through its generic plan, an index range scan
+	 * whatever the window.  A custom plan would be planned again on every
+	 * call while its estimate is below the generic one, as for an empty
+	 * window.  A partitioned table gets a plan per call instead, which
+	 * prunes to the window's partitions: a generic plan locks every
+	 * partition, and thousands of them exhaust the lock table.  Views and
+	 * foreign tables are left to the plan cache.
+	 */
+	if (relkind == RELKIND_RELATION)
+		table->plan_choice = CURSOR_OPT_GENERIC_PLAN;
+	else if (relkind == RELKIND_PARTITIONED_TABLE)
+		table->plan_choice = CURSOR_OPT_CUSTOM_PLAN;
+	else
+		table->plan_choice = 0;
 }
 
 /*
@@ -1403,6 +1420,7 @@ typedef struct LogReader
 	int64		bucket;
 	BucketSide	sides[2];
 	MemoryContext bucket_context;
+	int			plan_choice;	/* the log table's plan_choice */
 	LogStream	streams[2];
 } LogReader;
 
@@ -1572,7 +1590,8 @@ stream_open(LogReader *reader, LogStream *stream, const char *sql,
 	values[1] = CStringGetTextDatum(version);
 	values[2] = TimestampTzGetDatum(range->from);
 	values[3] = TimestampTzGetDatum(range->to);
-	stream->portal = canary_spi_cursor_open(sql, 4, argtypes, values, NULL);
+	stream->portal = canary_spi_cursor_open(sql, 4, argtypes, values, NULL,
+											reader->plan_choice);
 }
 
 /*
@@ -1781,6 +1800,7 @@ read_log(Collection *collection, const LogTable *table)
 
 	reader.collection = collection;
 	reader.value_count = r->metric_count + 1;
+	reader.plan_choice = table->plan_choice;
 	status_list_init(&reader.success, r->success_statuses);
 	status_list_init(&reader.error, r->error_statuses);
 

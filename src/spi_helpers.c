@@ -21,10 +21,17 @@
 
 #include "spi_helpers.h"
 
-/* A prepared statement kept for the life of the backend, by its text. */
+/* Key of a kept statement: its text and cursor options. */
+typedef struct PlanKey
+{
+	const char *sql;			/* a copy in TopMemoryContext once entered */
+	int			cursor_options;
+} PlanKey;
+
+/* A prepared statement kept for the life of the backend. */
 typedef struct PlanCacheEntry
 {
-	const char *sql;			/* hash key, a copy in TopMemoryContext */
+	PlanKey		key;
 	SPIPlanPtr	plan;
 } PlanCacheEntry;
 
@@ -33,27 +40,34 @@ static HTAB *plan_cache = NULL;
 static uint32
 plan_key_hash(const void *key, Size keysize)
 {
-	const char *sql = *(const char *const *) key;
+	const PlanKey *plan_key = (const PlanKey *) key;
 
-	return string_hash(sql, strlen(sql) + 1);
+	return string_hash(plan_key->sql, strlen(plan_key->sql) + 1) ^
+		(uint32) plan_key->cursor_options;
 }
 
 static int
 plan_key_match(const void *key1, const void *key2, Size keysize)
 {
-	return strcmp(*(const char *const *) key1, *(const char *const *) key2);
+	const PlanKey *a = (const PlanKey *) key1;
+	const PlanKey *b = (const PlanKey *) key2;
+
+	if (a->cursor_options != b->cursor_options)
+		return 1;
+	return strcmp(a->sql, b->sql);
 }
 
 /*
  * Return the kept plan of a statement, preparing it on first use.  Every
- * caller passes the same argument types and cursor options with the same
- * text, so the text alone is the key.  The plan cache replans when a table the statement
- * reads changes, and when the search_path differs from the one it was
- * planned under.
+ * caller passes the same argument types with the same text, so the text
+ * and the cursor options are the key.  The plan cache replans when a table
+ * the statement reads changes, and when the search_path differs from the
+ * one it was planned under.
  */
 static SPIPlanPtr
 kept_plan(const char *sql, int nargs, const Oid *argtypes, int cursor_options)
 {
+	PlanKey		key = {sql, cursor_options};
 	PlanCacheEntry *entry;
 	SPIPlanPtr	plan;
 	bool		found;
@@ -62,7 +76,7 @@ kept_plan(const char *sql, int nargs, const Oid *argtypes, int cursor_options)
 	{
 		HASHCTL		ctl;
 
-		ctl.keysize = sizeof(const char *);
+		ctl.keysize = sizeof(PlanKey);
 		ctl.entrysize = sizeof(PlanCacheEntry);
 		ctl.hash = plan_key_hash;
 		ctl.match = plan_key_match;
@@ -70,7 +84,7 @@ kept_plan(const char *sql, int nargs, const Oid *argtypes, int cursor_options)
 								 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE);
 	}
 
-	entry = hash_search(plan_cache, &sql, HASH_FIND, NULL);
+	entry = hash_search(plan_cache, &key, HASH_FIND, NULL);
 	if (entry != NULL)
 		return entry->plan;
 
@@ -81,8 +95,8 @@ kept_plan(const char *sql, int nargs, const Oid *argtypes, int cursor_options)
 	if (SPI_keepplan(plan) != 0)
 		elog(ERROR, "SPI_keepplan failed");
 
-	sql = MemoryContextStrdup(TopMemoryContext, sql);
-	entry = hash_search(plan_cache, &sql, HASH_ENTER, &found);
+	key.sql = MemoryContextStrdup(TopMemoryContext, sql);
+	entry = hash_search(plan_cache, &key, HASH_ENTER, &found);
 	entry->plan = plan;
 	return plan;
 }
@@ -131,21 +145,21 @@ canary_spi_execute(const char *sql, int nargs, const Oid *argtypes,
 }
 
 /*
- * Open a cursor over a parameterized query through its kept plan, always
- * the generic plan.  Callers read index ranges, whose plan does not depend
- * on the values.  A custom plan would be planned again on every call while
- * its estimate is below the generic one, as it is for an empty range.
+ * Open a cursor over a parameterized query through its kept plan.
+ * plan_choice is CURSOR_OPT_GENERIC_PLAN, CURSOR_OPT_CUSTOM_PLAN or 0 to
+ * let the plan cache choose.
  */
 Portal
 canary_spi_cursor_open(const char *sql, int nargs, const Oid *argtypes,
-					   const Datum *values, const bool *isnull)
+					   const Datum *values, const bool *isnull,
+					   int plan_choice)
 {
 	char		nulls[FUNC_MAX_ARGS] = {0};
 
 	fill_nulls(nulls, nargs, isnull);
 	return SPI_cursor_open(NULL,
 						   kept_plan(sql, nargs, argtypes,
-								   CURSOR_OPT_NO_SCROLL | CURSOR_OPT_GENERIC_PLAN),
+									 CURSOR_OPT_NO_SCROLL | plan_choice),
 						   (Datum *) values, nulls, false);
 }
 

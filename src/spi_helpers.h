@@ -19,7 +19,7 @@ extern SPIPlanPtr canary_spi_plan(const char *sql, int nargs,
 								  const Oid *argtypes);
 extern Portal canary_spi_cursor_open(const char *sql, int nargs,
 									 const Oid *argtypes, const Datum *values,
-									 const bool *isnull);
+									 const bool *isnull, int plan_choice);
 extern Datum canary_spi_get(int row, int column, bool *isnull);
 extern char *canary_spi_get_text(int row, int column);
 

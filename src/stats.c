@@ -968,7 +968,7 @@ kth_smallest_difference(const double *a, int n, const double *b, int m,
 	int64		below = 0;		/* differences below low */
 	int64		at_most_high = (int64) n * m;	/* differences up to high */
 	bool		has_lower = false;
-	double		lower = 0.0;	/* largest double below low, if has_lower */
+	double		lower = 0.0;	/* below low, no difference in between */
 	bool		interpolate = true;
 
 	while (low < high)
@@ -1060,7 +1060,13 @@ canary_stats_hodges_lehmann(const double *canary, int n_canary,
 	pfree(a);
 	pfree(b);
 
-	/* Halving first cannot overflow, and adding 0.0 turns -0 into 0 */
+	/*
+	 * Halving first cannot overflow, but it would round a subnormal value to
+	 * 0, so a single middle difference is returned as it is.  Adding 0.0
+	 * turns -0 into 0.
+	 */
+	if (lower == upper)
+		return lower + 0.0;
 	return lower / 2.0 + upper / 2.0 + 0.0;
 }
 
