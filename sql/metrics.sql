@@ -199,6 +199,31 @@ SELECT (m).stage, (m).percentage, (m).window_end - (m).window_start AS window_le
 	   round((m).observed_canary_share::numeric, 4) AS observed_share
 FROM collected WHERE scenario = 'healthy';
 
+-- The stored tests are the SQL primitives applied to the window's rows:
+-- U, z, p-value and shift of the latency, and the error rate's Fisher test
+-- (its counts are too small for the z test).  Stored numbers read back
+-- exactly even with extra_float_digits = 0, which this file sets.
+WITH w AS (
+	SELECT version, array_agg(latency_ms::float8) AS latencies, count(*) AS requests,
+		   count(*) FILTER (WHERE status IN ('failed', 'error', 'timeout')) AS errors
+	FROM logs
+	WHERE agent_id = 'metrics_healthy'
+	  AND "timestamp" > eval_at() - interval '10 minutes' AND "timestamp" <= eval_at()
+	GROUP BY version
+), canary AS (SELECT * FROM w WHERE version = 'v2'),
+baseline AS (SELECT * FROM w WHERE version = 'v1'),
+stored AS (SELECT (m).details->'metrics' AS metrics FROM collected WHERE scenario = 'healthy')
+SELECT (s.metrics->'latency_ms'->>'statistic')::float8 = u.u AS u_matches,
+	   (s.metrics->'latency_ms'->>'z')::float8 = u.z AS z_matches,
+	   (s.metrics->'latency_ms'->>'p_value')::float8 = coalesce(u.p_exact, u.p_value) AS p_value_matches,
+	   (s.metrics->'latency_ms'->>'effect')::float8 =
+		   canary_hodges_lehmann(c.latencies, b.latencies) AS shift_matches,
+	   s.metrics->'error_rate'->>'test' AS error_test,
+	   (s.metrics->'error_rate'->>'p_value')::float8 = f.p_value AS fisher_p_value_matches
+FROM stored s, canary c, baseline b,
+	 canary_mann_whitney(c.latencies, b.latencies) AS u,
+	 canary_fisher_exact(c.errors, c.requests, b.errors, b.requests) AS f;
+
 --
 -- Doubled error rate (3% to 6%) under a loose fixed limit of 10%: the
 -- two-proportion test alone catches it.

@@ -38,6 +38,7 @@
 #include "catalog/pg_class.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
+#include "common/shortest_dec.h"
 #include "executor/spi.h"
 #include "fmgr.h"
 #include "lib/stringinfo.h"
@@ -2650,7 +2651,8 @@ json_close_array(JsonWriter *w)
 
 /*
  * Push a number; NaN and infinities become null.  The number is the
- * shortest decimal that reads back as value, as float8out prints it.
+ * shortest decimal that reads back as value, whatever the session's
+ * extra_float_digits.
  */
 static void
 json_number(JsonWriter *w, const char *key, double value)
@@ -2659,10 +2661,13 @@ json_number(JsonWriter *w, const char *key, double value)
 
 	if (isfinite(value))
 	{
+		char		digits[DOUBLE_SHORTEST_DECIMAL_LEN];
+
+		double_to_shortest_decimal_buf(value, digits);
 		number.type = jbvNumeric;
 		number.val.numeric =
 			DatumGetNumeric(DirectFunctionCall3(numeric_in,
-												CStringGetDatum(float8out_internal(value)),
+												CStringGetDatum(digits),
 												ObjectIdGetDatum(InvalidOid),
 												Int32GetDatum(-1)));
 	}
