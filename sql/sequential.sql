@@ -655,6 +655,14 @@ SELECT k.metric, k.buckets = c.buckets AS same_buckets,
 FROM cut_check k, counted c
 ORDER BY k.metric;
 
+-- Each decision's snapshot of its metrics row keeps every digit, though
+-- this file sets extra_float_digits = 0.
+SELECT count(*) > 100 AS many_decisions,
+	   count(*) FILTER (WHERE (d.metrics->>'canary_p95')::float8 IS DISTINCT FROM m.canary_p95
+						   OR (d.metrics->>'baseline_mean_latency')::float8
+							  IS DISTINCT FROM m.baseline_mean_latency) AS inexact
+FROM canary.decisions d JOIN canary.metrics m ON m.id = d.metrics_id;
+
 --
 -- Function attributes and comments
 --

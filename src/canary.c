@@ -18,6 +18,7 @@
 #include "catalog/namespace.h"
 #include "fmgr.h"
 #include "miscadmin.h"
+#include "utils/float.h"
 #include "utils/guc.h"
 
 #include "canary.h"
@@ -85,13 +86,20 @@ _PG_init(void)
 
 /*
  * Make the SQL that a C function runs through SPI independent of the
- * caller's search_path.  Returns the GUC nest level to pass to the matching
- * end call, which restores the caller's setting.
+ * caller's search_path, and its float output exact whatever the caller's
+ * extra_float_digits, so stored text and jsonb keep every digit.  Returns
+ * the GUC nest level to pass to the matching end call, which restores the
+ * caller's settings.
  */
 void
-canary_run_with_safe_search_path_begin(int *nest_level)
+canary_run_with_safe_settings_begin(int *nest_level)
 {
 	*nest_level = NewGUCNestLevel();
+
+	if (extra_float_digits <= 0)
+		(void) set_config_option("extra_float_digits", "1",
+								 PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
 
 	/* The SET clause of canary's SQL functions has usually done it already. */
 	if (namespace_search_path != NULL &&
@@ -103,7 +111,7 @@ canary_run_with_safe_search_path_begin(int *nest_level)
 }
 
 void
-canary_run_with_safe_search_path_end(int nest_level)
+canary_run_with_safe_settings_end(int nest_level)
 {
 	AtEOXact_GUC(true, nest_level);
 }

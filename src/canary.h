@@ -31,7 +31,7 @@ extern int	canary_evaluation_interval;
 extern bool canary_worker_enabled;
 extern char *canary_worker_role;
 
-extern void canary_run_with_safe_search_path_begin(int *nest_level);
-extern void canary_run_with_safe_search_path_end(int nest_level);
+extern void canary_run_with_safe_settings_begin(int *nest_level);
+extern void canary_run_with_safe_settings_end(int nest_level);
 
 #endif							/* CANARY_H */

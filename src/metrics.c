@@ -3200,7 +3200,7 @@ canary_metrics_collect(const pg_uuid_t *deployment_id, const Interval *window,
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
-	canary_run_with_safe_search_path_begin(&nest_level);
+	canary_run_with_safe_settings_begin(&nest_level);
 
 	collect(collection, deployment_id, window);
 	summary->metrics_id = store_metrics(collection, deployment_id, want_row,
@@ -3233,7 +3233,7 @@ canary_metrics_collect(const pg_uuid_t *deployment_id, const Interval *window,
 	summary->is_healthy = collection->is_healthy;
 	summary->is_healthy_isnull = collection->is_healthy_isnull;
 
-	canary_run_with_safe_search_path_end(nest_level);
+	canary_run_with_safe_settings_end(nest_level);
 	SPI_finish();
 	MemoryContextDelete(collection->values_context);
 	pfree(collection);

@@ -305,7 +305,7 @@ route_load(const char *agent_id, CanaryRouteEntry *entry,
 	SetUserIdAndSecContext(tables_owner,
 						   save_sec_context | SECURITY_LOCAL_USERID_CHANGE |
 						   SECURITY_RESTRICTED_OPERATION);
-	canary_run_with_safe_search_path_begin(&nest_level);
+	canary_run_with_safe_settings_begin(&nest_level);
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
 
@@ -370,7 +370,7 @@ route_load(const char *agent_id, CanaryRouteEntry *entry,
 	}
 
 	SPI_finish();
-	canary_run_with_safe_search_path_end(nest_level);
+	canary_run_with_safe_settings_end(nest_level);
 	SetUserIdAndSecContext(save_userid, save_sec_context);
 	return found;
 }
