@@ -36,6 +36,7 @@
 
 #include "catalog/namespace.h"
 #include "catalog/pg_class.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
 #include "common/pg_prng.h"
 #include "common/shortest_dec.h"
@@ -689,14 +690,15 @@ resolve_log_table(LogTable *table)
 	 * whatever the window.  A custom plan would be planned again on every
 	 * call while its estimate is below the generic one, as for an empty
 	 * window.  A partitioned table gets a plan per call instead, which
-	 * prunes to the window's partitions: a generic plan locks every
-	 * partition, and thousands of them exhaust the lock table.  Views and
-	 * foreign tables are left to the plan cache.
+	 * prunes to the window's partitions and locks only those: a generic
+	 * plan locks every partition, and thousands of them exhaust the lock
+	 * table.  So do inheritance children, which constraint exclusion can
+	 * then skip.  Views and foreign tables are left to the plan cache.
 	 */
-	if (relkind == RELKIND_RELATION)
-		table->plan_choice = CURSOR_OPT_GENERIC_PLAN;
-	else if (relkind == RELKIND_PARTITIONED_TABLE)
+	if (relkind == RELKIND_PARTITIONED_TABLE || has_subclass(table->relid))
 		table->plan_choice = CURSOR_OPT_CUSTOM_PLAN;
+	else if (relkind == RELKIND_RELATION)
+		table->plan_choice = CURSOR_OPT_GENERIC_PLAN;
 	else
 		table->plan_choice = 0;
 }
