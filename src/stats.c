@@ -310,6 +310,19 @@ canary_stats_chi_square_sf(double x, int df)
  */
 
 /*
+ * Raise an error unless fraction is a percentile between 0 and 1.
+ */
+static void
+check_percentile_fraction(double fraction)
+{
+	if (isnan(fraction) || fraction < 0.0 || fraction > 1.0)
+		ereport(ERROR,
+				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
+				 errmsg("percentile value %g is not between 0 and 1",
+						fraction)));
+}
+
+/*
  * Continuous percentile of an ascending array, interpolating linearly
  * between the two nearest values with the same formula as percentile_cont.
  * Returns NaN for an empty array, which callers turn into SQL NULL as
@@ -322,11 +335,7 @@ canary_stats_percentile_sorted(const double *sorted, int n, double fraction)
 	int64		first;
 	int64		second;
 
-	if (isnan(fraction) || fraction < 0.0 || fraction > 1.0)
-		ereport(ERROR,
-				(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-				 errmsg("percentile value %g is not between 0 and 1",
-						fraction)));
+	check_percentile_fraction(fraction);
 	if (n <= 0)
 		return get_float8_nan();
 
@@ -446,11 +455,7 @@ canary_stats_percentiles_select(double *values, int n,
 		double		lower;
 		double		upper;
 
-		if (isnan(fraction) || fraction < 0.0 || fraction > 1.0)
-			ereport(ERROR,
-					(errcode(ERRCODE_NUMERIC_VALUE_OUT_OF_RANGE),
-					 errmsg("percentile value %g is not between 0 and 1",
-							fraction)));
+		check_percentile_fraction(fraction);
 		Assert(f == 0 || fraction >= fractions[f - 1]);
 		if (n <= 0)
 		{
