@@ -7,6 +7,7 @@ EXTVERSION = 1.0
 OBJS = \
 	src/canary.o \
 	src/evaluation.o \
+	src/logscan.o \
 	src/metrics.o \
 	src/notify.o \
 	src/operator.o \

@@ -568,6 +568,104 @@ WHERE i.schemaname = 'metrics_test' AND i.indexrelname = 'logs_evaluation'
   AND t.schemaname = 'metrics_test' AND t.relname = 'logs';
 
 --
+-- A plain log table with the evaluation index is read through the index
+-- directly, not with SQL.  Both reads give the same figures: each scenario
+-- is collected from logs and from logs_by_sql, which holds the same rows
+-- under an index that only SQL can use ("timestamp" descending).  The
+-- tables differ from their vacuumed state by updated, deleted and new rows,
+-- so some rows are checked against the heap.  eval_score, an extra metric
+-- that the index does not hold, is read from the heap; logs_numeric has a
+-- numeric latency_ms.
+--
+CREATE TABLE logs_by_sql (LIKE logs);
+INSERT INTO logs_by_sql SELECT * FROM logs;
+CREATE INDEX ON logs_by_sql (agent_id, version, "timestamp" DESC);
+VACUUM ANALYZE logs_by_sql;
+SELECT canary_create_execution_log_table('metrics_test.logs_numeric');
+ALTER TABLE logs_numeric ALTER COLUMN latency_ms TYPE numeric,
+	ADD COLUMN eval_score numeric, ADD COLUMN cost_usd float8;
+INSERT INTO logs_numeric SELECT agent_id, version, status, latency_ms + 0.25,
+	"timestamp", eval_score, cost_usd FROM logs;
+CREATE TABLE logs_numeric_by_sql (LIKE logs_numeric);
+INSERT INTO logs_numeric_by_sql SELECT * FROM logs_numeric;
+VACUUM ANALYZE logs_numeric, logs_numeric_by_sql;
+
+CREATE FUNCTION change_logs(log_table text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+	EXECUTE format($sql$UPDATE %s SET latency_ms = latency_ms * 3
+		WHERE agent_id IN ('metrics_healthy', 'metrics_eval_score')
+		  AND version = 'v2' AND latency_ms::numeric %% 5 < 1$sql$, log_table);
+	EXECUTE format($sql$DELETE FROM %s
+		WHERE agent_id IN ('metrics_healthy', 'metrics_eval_score')
+		  AND version = 'v1' AND latency_ms::numeric %% 7 < 1$sql$, log_table);
+	PERFORM setseed(0.31);
+	PERFORM add_logs('healthy', 'v2', 50, median => 900, error_rate => 0.2,
+					 first => '-2 minutes', log_table => log_table);
+	PERFORM add_logs('eval_score', 'v1', 50, score => 0.5,
+					 first => '-3 minutes', log_table => log_table);
+END
+$$;
+-- Collect a scenario from two log tables; return whether the stored rows
+-- agree in everything but their ids, and the requests read.
+CREATE FUNCTION reads_agree(scenario text, direct_table text, sql_table text,
+							OUT agree boolean, OUT baseline_requests bigint,
+							OUT canary_requests bigint)
+LANGUAGE plpgsql AS $$
+DECLARE
+	rollout uuid := (SELECT id FROM rollouts r WHERE r.scenario = reads_agree.scenario);
+	direct canary.metrics;
+	by_sql canary.metrics;
+BEGIN
+	PERFORM set_config('canary.execution_log_table', direct_table, true);
+	direct := canary_collect_metrics(rollout, '10 minutes', eval_at());
+	PERFORM set_config('canary.execution_log_table', sql_table, true);
+	by_sql := canary_collect_metrics(rollout, '10 minutes', eval_at());
+	PERFORM set_config('canary.execution_log_table', 'metrics_test.logs', true);
+	agree := to_jsonb(direct) - 'id' = to_jsonb(by_sql) - 'id';
+	baseline_requests := direct.baseline_requests;
+	canary_requests := direct.canary_requests;
+END
+$$;
+BEGIN;
+SELECT change_logs(t) FROM unnest(ARRAY['metrics_test.logs', 'metrics_test.logs_by_sql',
+	'metrics_test.logs_numeric', 'metrics_test.logs_numeric_by_sql']) AS t;
+SELECT s AS scenario, a.*
+FROM unnest(ARRAY['healthy', 'eval_score', 'oddities', 'latency']) AS s,
+	 reads_agree(s, 'metrics_test.logs', 'metrics_test.logs_by_sql') AS a;
+SELECT s AS scenario, a.*
+FROM unnest(ARRAY['healthy', 'eval_score']) AS s,
+	 reads_agree(s, 'metrics_test.logs_numeric', 'metrics_test.logs_numeric_by_sql') AS a;
+ROLLBACK;
+
+-- Row-level security applies to the direct read as to SQL: a role that
+-- the policy shows only successes reads no errors.
+CREATE TABLE logs_secured (LIKE logs);
+INSERT INTO logs_secured SELECT * FROM logs;
+CREATE INDEX ON logs_secured (agent_id, version, "timestamp") INCLUDE (status, latency_ms);
+ALTER TABLE logs_secured ENABLE ROW LEVEL SECURITY;
+CREATE POLICY successes_only ON logs_secured FOR SELECT USING (status = 'success');
+CREATE ROLE metrics_test_reader;
+GRANT USAGE ON SCHEMA public, metrics_test, canary TO metrics_test_reader;
+GRANT SELECT ON logs_secured TO metrics_test_reader;
+GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA canary TO metrics_test_reader;
+GRANT USAGE ON ALL SEQUENCES IN SCHEMA canary TO metrics_test_reader;
+SELECT id AS errors_limit_rollout FROM rollouts WHERE scenario = 'errors_limit' \gset
+BEGIN;
+SET LOCAL canary.execution_log_table = 'metrics_test.logs_secured';
+SELECT baseline_requests, baseline_errors, canary_requests, canary_errors
+FROM canary_collect_metrics(:'errors_limit_rollout', '10 minutes', eval_at());
+SET LOCAL ROLE metrics_test_reader;
+SELECT baseline_requests, baseline_errors, canary_requests, canary_errors
+FROM canary_collect_metrics(:'errors_limit_rollout', '10 minutes', eval_at());
+ROLLBACK;
+REVOKE ALL ON ALL TABLES IN SCHEMA canary FROM metrics_test_reader;
+REVOKE ALL ON ALL SEQUENCES IN SCHEMA canary FROM metrics_test_reader;
+REVOKE ALL ON SCHEMA public, metrics_test, canary FROM metrics_test_reader;
+DROP TABLE logs_secured;
+DROP ROLE metrics_test_reader;
+
+--
 -- Every collection is stored in canary.metrics.
 --
 SELECT count(*) AS stored, count(DISTINCT m.deployment_id) AS rollouts

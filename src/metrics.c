@@ -62,6 +62,7 @@
 #include "utils/varlena.h"
 
 #include "canary.h"
+#include "logscan.h"
 #include "metrics.h"
 #include "rollout.h"
 #include "spi_helpers.h"
@@ -1348,10 +1349,11 @@ prepare_sequential(Collection *collection, const LogTable *table,
  * Reading the execution log
  *
  * Each version is read by its own index range scan on (agent_id, version,
- * "timestamp"), in "timestamp" order, through a cursor.  Batches of rows go
- * from the executor straight into a LogStream's arrays through a
- * DestReceiver, so no row is formed into a tuple for SPI.  The two streams
- * are merged by "timestamp".  Each row then counts toward its version's
+ * "timestamp"), in "timestamp" order.  A plain table with a suitable index
+ * is scanned directly (see logscan.c).  Any other table is read through a
+ * cursor whose batches go from the executor straight into a LogStream's
+ * arrays through a DestReceiver, so no row is formed into a tuple for SPI.
+ * The two streams are merged by "timestamp".  Each row then counts toward its version's
  * window, toward the stage rows before the window that min_samples counts,
  * and toward the current bucket of the sequential judge, as its timestamp
  * falls.  A bucket is judged as soon as a row of a later bucket arrives.
@@ -1396,7 +1398,8 @@ typedef struct LogStream
 {
 	DestReceiver pub;			/* receives the batch; must be first */
 	const struct LogReader *reader;
-	Portal		portal;
+	LogIndexScan *scan;			/* the direct scan, or NULL */
+	Portal		portal;			/* the cursor when SQL reads */
 	int			value_count;
 	int			rows;			/* rows in the batch */
 	int			next;			/* next row to merge */
@@ -1424,6 +1427,7 @@ typedef struct LogReader
 	BucketSide	sides[2];
 	MemoryContext bucket_context;
 	int			plan_choice;	/* the log table's plan_choice */
+	LogIndex   *log_index;		/* direct scans, or NULL to read with SQL */
 	LogStream	streams[2];
 } LogReader;
 
@@ -1495,17 +1499,15 @@ status_listed(const StatusList *list, const char *data, int length)
  * status is other.
  */
 static int
-status_class(const LogReader *reader, Datum status, bool isnull)
+status_class(const LogReader *reader, const text *status)
 {
-	text	   *value;
 	const char *data;
 	int			length;
 
-	if (isnull)
+	if (status == NULL)
 		return LOG_STATUS_OTHER;
-	value = DatumGetTextPP(status);
-	data = VARDATA_ANY(value);
-	length = VARSIZE_ANY_EXHDR(value);
+	data = VARDATA_ANY(status);
+	length = VARSIZE_ANY_EXHDR(status);
 	if (status_listed(&reader->success, data, length))
 		return LOG_STATUS_SUCCESS;
 	if (status_listed(&reader->error, data, length))
@@ -1524,8 +1526,9 @@ stream_receive(TupleTableSlot *slot, DestReceiver *self)
 
 	slot_getallattrs(slot);
 	stream->timestamps[row] = DatumGetTimestampTz(slot->tts_values[0]);
-	stream->classes[row] = status_class(stream->reader, slot->tts_values[1],
-										slot->tts_isnull[1]);
+	stream->classes[row] = status_class(stream->reader,
+										slot->tts_isnull[1] ? NULL :
+										DatumGetTextPP(slot->tts_values[1]));
 	for (int i = 0; i < stream->value_count; i++)
 	{
 		int			cell = row * stream->value_count + i;
@@ -1589,12 +1592,39 @@ stream_open(LogReader *reader, LogStream *stream, const char *sql,
 		stream->done = true;
 		return;
 	}
+	if (reader->log_index != NULL)
+	{
+		stream->scan = canary_log_index_begin(reader->log_index, r->agent_id,
+											  version, range->from, range->to);
+		return;
+	}
 	values[0] = CStringGetTextDatum(r->agent_id);
 	values[1] = CStringGetTextDatum(version);
 	values[2] = TimestampTzGetDatum(range->from);
 	values[3] = TimestampTzGetDatum(range->to);
 	stream->portal = canary_spi_cursor_open(sql, 4, argtypes, values, NULL,
 											reader->plan_choice);
+}
+
+/*
+ * Fill a stream's batch from its direct scan.
+ */
+static void
+stream_scan(LogStream *stream)
+{
+	while (stream->rows < LOG_BATCH_ROWS)
+	{
+		int			row = stream->rows;
+		int			first = row * stream->value_count;
+		text	   *status;
+
+		if (!canary_log_index_next(stream->scan, &stream->timestamps[row],
+								   &status, &stream->values[first],
+								   &stream->nulls[first]))
+			break;
+		stream->classes[row] = status_class(stream->reader, status);
+		stream->rows++;
+	}
 }
 
 /*
@@ -1610,21 +1640,27 @@ stream_has_row(LogStream *stream)
 		return false;
 	stream->rows = 0;
 	stream->next = 0;
-	PortalRunFetch(stream->portal, FETCH_FORWARD, LOG_BATCH_ROWS,
-				   &stream->pub);
+	if (stream->scan != NULL)
+		stream_scan(stream);
+	else
+		PortalRunFetch(stream->portal, FETCH_FORWARD, LOG_BATCH_ROWS,
+					   &stream->pub);
 	if (stream->rows < LOG_BATCH_ROWS)
 		stream->done = true;
 	return stream->rows > 0;
 }
 
 /*
- * Close a stream's cursor.
+ * Close a stream's scan or cursor.
  */
 static void
 stream_close(LogStream *stream)
 {
+	if (stream->scan != NULL)
+		canary_log_index_end(stream->scan);
 	if (stream->portal != NULL)
 		SPI_cursor_close(stream->portal);
+	stream->scan = NULL;
 	stream->portal = NULL;
 }
 
@@ -1779,6 +1815,22 @@ range_cover(TimeRange *hull, const TimeRange *range)
 }
 
 /*
+ * Prepare direct scans of a plain log table: latency_ms and the extra
+ * metrics as float8.  NULL means the rows are read with SQL.
+ */
+static LogIndex *
+open_log_index(const LogTable *table, const RolloutSettings *rollout)
+{
+	const char **columns = palloc(sizeof(char *) * (rollout->metric_count + 1));
+
+	columns[0] = "latency_ms";
+	for (int i = 0; i < rollout->metric_count; i++)
+		columns[i + 1] = rollout->metrics[i].column;
+	return canary_log_index_open(table->relid, columns,
+								 rollout->metric_count + 1);
+}
+
+/*
  * Read both versions' rows in one pass: the windows, the stage rows that
  * min_samples counts and, with the sequential judge, every complete bucket
  * since the origin.
@@ -1804,6 +1856,8 @@ read_log(Collection *collection, const LogTable *table)
 	reader.collection = collection;
 	reader.value_count = r->metric_count + 1;
 	reader.plan_choice = table->plan_choice;
+	if (table->plan_choice == CURSOR_OPT_GENERIC_PLAN)
+		reader.log_index = open_log_index(table, r);
 	status_list_init(&reader.success, r->success_statuses);
 	status_list_init(&reader.error, r->error_statuses);
 
@@ -1885,6 +1939,8 @@ read_log(Collection *collection, const LogTable *table)
 	}
 	stream_close(&reader.streams[SIDE_BASELINE]);
 	stream_close(&reader.streams[SIDE_CANARY]);
+	if (reader.log_index != NULL)
+		canary_log_index_close(reader.log_index);
 
 	if (reader.bucketed)
 	{

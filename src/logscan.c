@@ -1,0 +1,471 @@
+/*-------------------------------------------------------------------------
+ *
+ * logscan.c
+ *		Direct index range scans of the execution log.
+ *
+ * A metrics collection reads each version's rows of one agent in a time
+ * range.  When the execution log is a plain table with a btree index on
+ * (agent_id, version, "timestamp"), the rows are read here through the
+ * index access method, without a query.  So no plan, portal or executor
+ * node is set up, and no row passes through a projection.  When the index
+ * also contains every other column read, rows on all-visible pages come from
+ * the index tuples alone, as in an index-only scan.  Other rows are checked
+ * against the heap, or read from it.
+ *
+ * canary_log_index_open returns NULL whenever the query would behave
+ * differently from the scan: no suitable index, a caller without SELECT
+ * on the whole table, row-level security, serializable isolation (which
+ * needs the predicate locks a query takes), or another session's temporary
+ * table.  The caller then reads with SQL.
+ *
+ * src/logscan.c
+ *
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/relscan.h"
+#include "access/stratnum.h"
+#include "access/table.h"
+#include "access/tableam.h"
+#include "access/visibilitymap.h"
+#include "access/xact.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_class.h"
+#include "catalog/pg_index.h"
+#include "catalog/pg_type.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "storage/bufmgr.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/fmgrprotos.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/relcache.h"
+#include "utils/rls.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "logscan.h"
+
+/* Key columns of the index, in order. */
+#define KEY_AGENT 0
+#define KEY_VERSION 1
+#define KEY_TIMESTAMP 2
+#define KEY_COLUMNS 3
+
+/* A column the scan returns. */
+typedef struct LogColumn
+{
+	AttrNumber	heap_attno;
+	int			index_position; /* in the index tuple, from 0; -1 if absent */
+	Oid			type;			/* base type */
+} LogColumn;
+
+/* The execution log and the index that a collection's scans read. */
+struct LogIndex
+{
+	Relation	heap;
+	Relation	index;
+	Snapshot	snapshot;
+	bool		index_only;		/* the index holds every column returned */
+	Oid			key_procs[KEY_COLUMNS + 1]; /* agent, version, >, <= */
+	Oid			key_subtypes[KEY_COLUMNS + 1];
+	Oid			key_collations[KEY_COLUMNS + 1];
+	LogColumn	timestamp;
+	LogColumn	status;
+	int			column_count;
+	LogColumn  *columns;		/* the numeric columns, as float8 */
+	AttrNumber	last_heap_attno;	/* the highest heap column returned */
+};
+
+/* One range scan of one version. */
+struct LogIndexScan
+{
+	LogIndex   *log_index;
+	IndexScanDesc desc;
+	TupleTableSlot *slot;		/* heap rows, or visibility checks */
+	Buffer		vm_buffer;
+	MemoryContext scratch;		/* conversions of the current row */
+	Datum	   *index_values;
+	bool	   *index_nulls;
+};
+
+/*
+ * Find a table column by name: its number, base type and collation.  Return
+ * false when the table has no such column.
+ */
+static bool
+find_column(Relation heap, const char *name, LogColumn *column,
+			Oid *collation)
+{
+	TupleDesc	desc = RelationGetDescr(heap);
+
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute attribute = TupleDescAttr(desc, i);
+
+		if (attribute->attisdropped ||
+			strcmp(NameStr(attribute->attname), name) != 0)
+			continue;
+		column->heap_attno = attribute->attnum;
+		column->index_position = -1;
+		column->type = getBaseType(attribute->atttypid);
+		if (collation != NULL)
+			*collation = attribute->attcollation;
+		return true;
+	}
+	return false;
+}
+
+/*
+ * Return the btree operator function of an index key column for a
+ * strategy, with the right-hand type in *subtype, or InvalidOid.
+ */
+static Oid
+key_operator_proc(Relation index, int key, Oid type, StrategyNumber strategy,
+				  Oid *subtype)
+{
+	Oid			operator = get_opfamily_member(index->rd_opfamily[key],
+											   index->rd_opcintype[key],
+											   type, strategy);
+
+	*subtype = type;
+	return OidIsValid(operator) ? get_opcode(operator) : InvalidOid;
+}
+
+/*
+ * Whether index can serve the scans: a valid btree index without predicate
+ * whose first key columns are agent_id, version and "timestamp" in ascending
+ * order, with the columns' own collations, so that its equality means the
+ * same as the query's.  Fill in the scan keys' operators on success.
+ */
+static bool
+index_is_suitable(LogIndex *log_index, Relation index,
+				  const LogColumn *keys, const Oid *collations)
+{
+	Form_pg_index form = index->rd_index;
+	static const Oid key_types[KEY_COLUMNS] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
+
+	if (index->rd_rel->relam != BTREE_AM_OID || !form->indisvalid ||
+		form->indcheckxmin ||
+		IndexRelationGetNumberOfKeyAttributes(index) < KEY_COLUMNS ||
+		RelationGetIndexPredicate(index) != NIL)
+		return false;
+	for (int key = 0; key < KEY_COLUMNS; key++)
+	{
+		if (form->indkey.values[key] != keys[key].heap_attno ||
+			index->rd_opcintype[key] != key_types[key] ||
+			(index->rd_indoption[key] & INDOPTION_DESC) != 0 ||
+			index->rd_indcollation[key] != collations[key])
+			return false;
+	}
+
+	log_index->key_procs[0] = key_operator_proc(index, KEY_AGENT, TEXTOID,
+												BTEqualStrategyNumber,
+												&log_index->key_subtypes[0]);
+	log_index->key_procs[1] = key_operator_proc(index, KEY_VERSION, TEXTOID,
+												BTEqualStrategyNumber,
+												&log_index->key_subtypes[1]);
+	log_index->key_procs[2] = key_operator_proc(index, KEY_TIMESTAMP,
+												TIMESTAMPTZOID,
+												BTGreaterStrategyNumber,
+												&log_index->key_subtypes[2]);
+	log_index->key_procs[3] = key_operator_proc(index, KEY_TIMESTAMP,
+												TIMESTAMPTZOID,
+												BTLessEqualStrategyNumber,
+												&log_index->key_subtypes[3]);
+	for (int i = 0; i <= KEY_COLUMNS; i++)
+		if (!OidIsValid(log_index->key_procs[i]))
+			return false;
+	log_index->key_collations[0] = collations[KEY_AGENT];
+	log_index->key_collations[1] = collations[KEY_VERSION];
+	log_index->key_collations[2] = InvalidOid;
+	log_index->key_collations[3] = InvalidOid;
+	return true;
+}
+
+/*
+ * Find the position of a column in the index, if the index can return it.
+ */
+static void
+locate_in_index(Relation index, LogColumn *column)
+{
+	int			count = IndexRelationGetNumberOfAttributes(index);
+
+	column->index_position = -1;
+	for (int i = 0; i < count; i++)
+		if (index->rd_index->indkey.values[i] == column->heap_attno &&
+			index_can_return(index, i + 1))
+		{
+			column->index_position = i;
+			return;
+		}
+}
+
+/*
+ * Prepare direct scans of the execution log relid that return "timestamp",
+ * status and the numeric columns named.  Return NULL when SQL must read the
+ * table instead (see the comment at the top of the file).  The caller has
+ * locked the table.  The scans of one LogIndex share a snapshot, taken as a
+ * statement of the calling function would take it.
+ */
+LogIndex *
+canary_log_index_open(Oid relid, const char *const *columns, int column_count)
+{
+	LogIndex   *log_index;
+	LogColumn	keys[KEY_COLUMNS];
+	Oid			collations[KEY_COLUMNS];
+	List	   *index_oids;
+	ListCell   *cell;
+
+	if (IsolationIsSerializable() ||
+		get_rel_relkind(relid) != RELKIND_RELATION ||
+		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK ||
+		check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+		return NULL;
+
+	log_index = palloc0(sizeof(LogIndex));
+	log_index->heap = table_open(relid, AccessShareLock);
+	if (RELATION_IS_OTHER_TEMP(log_index->heap) ||
+		!find_column(log_index->heap, "agent_id", &keys[KEY_AGENT],
+					 &collations[KEY_AGENT]) ||
+		!find_column(log_index->heap, "version", &keys[KEY_VERSION],
+					 &collations[KEY_VERSION]) ||
+		!find_column(log_index->heap, "timestamp", &keys[KEY_TIMESTAMP],
+					 &collations[KEY_TIMESTAMP]) ||
+		!find_column(log_index->heap, "status", &log_index->status, NULL))
+	{
+		table_close(log_index->heap, AccessShareLock);
+		return NULL;
+	}
+	log_index->timestamp = keys[KEY_TIMESTAMP];
+	log_index->column_count = column_count;
+	log_index->columns = palloc(sizeof(LogColumn) * Max(column_count, 1));
+	for (int i = 0; i < column_count; i++)
+		if (!find_column(log_index->heap, columns[i], &log_index->columns[i],
+						 NULL))
+		{
+			table_close(log_index->heap, AccessShareLock);
+			return NULL;
+		}
+
+	index_oids = RelationGetIndexList(log_index->heap);
+	foreach(cell, index_oids)
+	{
+		Relation	index = index_open(lfirst_oid(cell), AccessShareLock);
+
+		if (index_is_suitable(log_index, index, keys, collations))
+		{
+			log_index->index = index;
+			break;
+		}
+		index_close(index, AccessShareLock);
+	}
+	list_free(index_oids);
+	if (log_index->index == NULL)
+	{
+		table_close(log_index->heap, AccessShareLock);
+		return NULL;
+	}
+
+	locate_in_index(log_index->index, &log_index->timestamp);
+	locate_in_index(log_index->index, &log_index->status);
+	log_index->index_only = log_index->timestamp.index_position >= 0 &&
+		log_index->status.index_position >= 0;
+	log_index->last_heap_attno = Max(log_index->timestamp.heap_attno,
+									 log_index->status.heap_attno);
+	for (int i = 0; i < column_count; i++)
+	{
+		locate_in_index(log_index->index, &log_index->columns[i]);
+		if (log_index->columns[i].index_position < 0)
+			log_index->index_only = false;
+		log_index->last_heap_attno = Max(log_index->last_heap_attno,
+										 log_index->columns[i].heap_attno);
+	}
+
+	/* Make the function's own writes visible, as SPI does for a statement. */
+	CommandCounterIncrement();
+	log_index->snapshot = RegisterSnapshot(GetTransactionSnapshot());
+	return log_index;
+}
+
+/*
+ * Release what canary_log_index_open took.  The locks stay until the end of
+ * the transaction, as a query's do.
+ */
+void
+canary_log_index_close(LogIndex *log_index)
+{
+	UnregisterSnapshot(log_index->snapshot);
+	index_close(log_index->index, NoLock);
+	table_close(log_index->heap, NoLock);
+}
+
+/*
+ * Start a scan of one version's rows in the range (from, to], in "timestamp"
+ * order.
+ */
+LogIndexScan *
+canary_log_index_begin(LogIndex *log_index, const char *agent_id,
+					   const char *version, TimestampTz from, TimestampTz to)
+{
+	LogIndexScan *scan = palloc0(sizeof(LogIndexScan));
+	ScanKeyData keys[KEY_COLUMNS + 1];
+	Datum		arguments[KEY_COLUMNS + 1];
+	static const StrategyNumber strategies[KEY_COLUMNS + 1] = {
+		BTEqualStrategyNumber, BTEqualStrategyNumber,
+		BTGreaterStrategyNumber, BTLessEqualStrategyNumber
+	};
+	static const AttrNumber key_columns[KEY_COLUMNS + 1] = {1, 2, 3, 3};
+
+	arguments[0] = CStringGetTextDatum(agent_id);
+	arguments[1] = CStringGetTextDatum(version);
+	arguments[2] = TimestampTzGetDatum(from);
+	arguments[3] = TimestampTzGetDatum(to);
+	for (int i = 0; i <= KEY_COLUMNS; i++)
+		ScanKeyEntryInitialize(&keys[i], 0, key_columns[i], strategies[i],
+							   log_index->key_subtypes[i],
+							   log_index->key_collations[i],
+							   log_index->key_procs[i], arguments[i]);
+
+	scan->log_index = log_index;
+	scan->vm_buffer = InvalidBuffer;
+	scan->slot = table_slot_create(log_index->heap, NULL);
+	scan->scratch = AllocSetContextCreate(CurrentMemoryContext,
+										  "canary log row",
+										  ALLOCSET_SMALL_SIZES);
+	scan->index_values = palloc(sizeof(Datum) *
+								IndexRelationGetNumberOfAttributes(log_index->index));
+	scan->index_nulls = palloc(sizeof(bool) *
+							   IndexRelationGetNumberOfAttributes(log_index->index));
+	scan->desc = index_beginscan(log_index->heap, log_index->index,
+								 log_index->snapshot, KEY_COLUMNS + 1, 0);
+	scan->desc->xs_want_itup = log_index->index_only;
+	index_rescan(scan->desc, keys, KEY_COLUMNS + 1, NULL, 0);
+	return scan;
+}
+
+/*
+ * Convert a numeric value to float8 as a cast to double precision does.
+ */
+static double
+value_to_float8(Oid type, Datum value)
+{
+	switch (type)
+	{
+		case INT2OID:
+			return (double) DatumGetInt16(value);
+		case INT4OID:
+			return (double) DatumGetInt32(value);
+		case INT8OID:
+			return (double) DatumGetInt64(value);
+		case FLOAT4OID:
+			return (double) DatumGetFloat4(value);
+		case FLOAT8OID:
+			return DatumGetFloat8(value);
+		case NUMERICOID:
+			return DatumGetFloat8(DirectFunctionCall1(numeric_float8, value));
+	}
+	elog(ERROR, "unexpected type %u of an execution log column", type);
+	return 0.0;					/* keep the compiler quiet */
+}
+
+/*
+ * Read the next visible row of the scan: its "timestamp", its status (NULL
+ * when the status is NULL) and its numeric columns as float8.  The status
+ * stays valid until the next call.  Return false at the end of the range.
+ */
+bool
+canary_log_index_next(LogIndexScan *scan, TimestampTz *timestamp,
+					  text **status, double *values, bool *nulls)
+{
+	LogIndex   *log_index = scan->log_index;
+	IndexScanDesc desc = scan->desc;
+	MemoryContext old_context;
+	Datum	   *row_values;
+	bool	   *row_nulls;
+	bool		from_index = log_index->index_only;
+
+	CHECK_FOR_INTERRUPTS();
+	MemoryContextReset(scan->scratch);
+
+	if (from_index)
+	{
+		for (;;)
+		{
+			ItemPointer tid = index_getnext_tid(desc, ForwardScanDirection);
+
+			if (tid == NULL)
+				return false;
+
+			/*
+			 * A row on a page whose rows are all visible to everyone needs
+			 * no heap access.  For other rows, the heap fetch checks whether
+			 * the snapshot sees the row.
+			 */
+			if (VM_ALL_VISIBLE(log_index->heap, ItemPointerGetBlockNumber(tid),
+							   &scan->vm_buffer))
+				break;
+			if (index_fetch_heap(desc, scan->slot))
+			{
+				ExecClearTuple(scan->slot);
+				break;
+			}
+		}
+		index_deform_tuple(desc->xs_itup, desc->xs_itupdesc,
+						   scan->index_values, scan->index_nulls);
+		row_values = scan->index_values;
+		row_nulls = scan->index_nulls;
+	}
+	else
+	{
+		if (!index_getnext_slot(desc, ForwardScanDirection, scan->slot))
+			return false;
+		slot_getsomeattrs(scan->slot, log_index->last_heap_attno);
+		row_values = scan->slot->tts_values;
+		row_nulls = scan->slot->tts_isnull;
+	}
+
+#define COLUMN_INDEX(column) \
+	(from_index ? (column).index_position : (column).heap_attno - 1)
+
+	*timestamp = DatumGetTimestampTz(row_values[COLUMN_INDEX(log_index->timestamp)]);
+	old_context = MemoryContextSwitchTo(scan->scratch);
+	if (row_nulls[COLUMN_INDEX(log_index->status)])
+		*status = NULL;
+	else
+		*status = DatumGetTextPP(row_values[COLUMN_INDEX(log_index->status)]);
+	for (int i = 0; i < log_index->column_count; i++)
+	{
+		int			position = COLUMN_INDEX(log_index->columns[i]);
+
+		nulls[i] = row_nulls[position];
+		values[i] = nulls[i] ? 0.0 :
+			value_to_float8(log_index->columns[i].type, row_values[position]);
+	}
+	MemoryContextSwitchTo(old_context);
+
+#undef COLUMN_INDEX
+
+	return true;
+}
+
+/*
+ * End a scan and free its memory and buffers.
+ */
+void
+canary_log_index_end(LogIndexScan *scan)
+{
+	index_endscan(scan->desc);
+	ExecDropSingleTupleTableSlot(scan->slot);
+	if (BufferIsValid(scan->vm_buffer))
+		ReleaseBuffer(scan->vm_buffer);
+	MemoryContextDelete(scan->scratch);
+	pfree(scan->index_values);
+	pfree(scan->index_nulls);
+	pfree(scan);
+}
