@@ -590,6 +590,23 @@ CREATE TABLE logs_numeric_by_sql (LIKE logs_numeric);
 INSERT INTO logs_numeric_by_sql SELECT * FROM logs_numeric;
 VACUUM ANALYZE logs_numeric, logs_numeric_by_sql;
 
+-- Under a case-insensitive collation, agent 'METRICS_HEALTHY' is agent
+-- 'metrics_healthy' for the direct read too.
+CREATE COLLATION case_insensitive (provider = icu, locale = 'und-u-ks-level2',
+								   deterministic = false);
+CREATE TABLE logs_case_insensitive (LIKE logs);
+ALTER TABLE logs_case_insensitive
+	ALTER COLUMN agent_id TYPE text COLLATE case_insensitive;
+INSERT INTO logs_case_insensitive
+SELECT CASE WHEN latency_ms % 2 = 0 THEN upper(agent_id) ELSE agent_id END,
+	   version, status, latency_ms, "timestamp", eval_score, cost_usd
+FROM logs;
+CREATE TABLE logs_case_insensitive_by_sql (LIKE logs_case_insensitive);
+INSERT INTO logs_case_insensitive_by_sql SELECT * FROM logs_case_insensitive;
+CREATE INDEX ON logs_case_insensitive (agent_id, version, "timestamp")
+	INCLUDE (status, latency_ms);
+VACUUM ANALYZE logs_case_insensitive, logs_case_insensitive_by_sql;
+
 CREATE FUNCTION change_logs(log_table text) RETURNS void
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -636,6 +653,8 @@ FROM unnest(ARRAY['healthy', 'eval_score', 'oddities', 'latency']) AS s,
 SELECT s AS scenario, a.*
 FROM unnest(ARRAY['healthy', 'eval_score']) AS s,
 	 reads_agree(s, 'metrics_test.logs_numeric', 'metrics_test.logs_numeric_by_sql') AS a;
+SELECT * FROM reads_agree('healthy', 'metrics_test.logs_case_insensitive',
+						  'metrics_test.logs_case_insensitive_by_sql');
 ROLLBACK;
 
 -- Row-level security applies to the direct read as to SQL: a role that

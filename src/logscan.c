@@ -73,6 +73,7 @@ struct LogIndex
 	Snapshot	snapshot;
 	bool		index_only;		/* the index holds every column returned */
 	Oid			key_procs[KEY_COLUMNS + 1]; /* agent, version, >, <= */
+	bool		bytewise_equality;	/* agent and version compare as bytes */
 	Oid			key_subtypes[KEY_COLUMNS + 1];
 	Oid			key_collations[KEY_COLUMNS + 1];
 	LogColumn	timestamp;
@@ -181,6 +182,11 @@ index_is_suitable(LogIndex *log_index, Relation index,
 	for (int i = 0; i <= KEY_COLUMNS; i++)
 		if (!OidIsValid(log_index->key_procs[i]))
 			return false;
+	log_index->bytewise_equality =
+		(!OidIsValid(collations[KEY_AGENT]) ||
+		 get_collation_isdeterministic(collations[KEY_AGENT])) &&
+		(!OidIsValid(collations[KEY_VERSION]) ||
+		 get_collation_isdeterministic(collations[KEY_VERSION]));
 	log_index->key_collations[0] = collations[KEY_AGENT];
 	log_index->key_collations[1] = collations[KEY_VERSION];
 	log_index->key_collations[2] = InvalidOid;
@@ -306,6 +312,29 @@ canary_log_index_close(LogIndex *log_index)
 }
 
 /*
+ * Compare two text values for equality byte by byte, which is what texteq
+ * does under a deterministic collation.  The index tuple's values are short
+ * and inline, so this skips texteq's detoasting and collation lookup, which
+ * the scan would otherwise pay for on every row.  Compressed or external
+ * values go to texteq itself.
+ */
+static Datum
+text_equal_bytes(PG_FUNCTION_ARGS)
+{
+	struct varlena *left = (struct varlena *) PG_GETARG_POINTER(0);
+	struct varlena *right = (struct varlena *) PG_GETARG_POINTER(1);
+	Size		length;
+
+	if (VARATT_IS_COMPRESSED(left) || VARATT_IS_EXTERNAL(left) ||
+		VARATT_IS_COMPRESSED(right) || VARATT_IS_EXTERNAL(right))
+		return DirectFunctionCall2Coll(texteq, PG_GET_COLLATION(),
+									   PG_GETARG_DATUM(0), PG_GETARG_DATUM(1));
+	length = VARSIZE_ANY_EXHDR(left);
+	PG_RETURN_BOOL(length == VARSIZE_ANY_EXHDR(right) &&
+				   memcmp(VARDATA_ANY(left), VARDATA_ANY(right), length) == 0);
+}
+
+/*
  * Start a scan of one version's rows in the range (from, to], in "timestamp"
  * order.
  */
@@ -327,10 +356,27 @@ canary_log_index_begin(LogIndex *log_index, const char *agent_id,
 	arguments[2] = TimestampTzGetDatum(from);
 	arguments[3] = TimestampTzGetDatum(to);
 	for (int i = 0; i <= KEY_COLUMNS; i++)
-		ScanKeyEntryInitialize(&keys[i], 0, key_columns[i], strategies[i],
-							   log_index->key_subtypes[i],
-							   log_index->key_collations[i],
-							   log_index->key_procs[i], arguments[i]);
+	{
+		if (i <= KEY_VERSION && log_index->bytewise_equality)
+		{
+			FmgrInfo	equal = {0};
+
+			equal.fn_addr = text_equal_bytes;
+			equal.fn_nargs = 2;
+			equal.fn_strict = true;
+			equal.fn_mcxt = CurrentMemoryContext;
+			ScanKeyEntryInitializeWithInfo(&keys[i], 0, key_columns[i],
+										   strategies[i],
+										   log_index->key_subtypes[i],
+										   log_index->key_collations[i],
+										   &equal, arguments[i]);
+		}
+		else
+			ScanKeyEntryInitialize(&keys[i], 0, key_columns[i], strategies[i],
+								   log_index->key_subtypes[i],
+								   log_index->key_collations[i],
+								   log_index->key_procs[i], arguments[i]);
+	}
 
 	scan->log_index = log_index;
 	scan->vm_buffer = InvalidBuffer;

@@ -143,11 +143,11 @@ typedef struct RolloutSettings
 	TimestampTz attempt_window_start;	/* attempt start plus warmup */
 	int32		attempt;
 	int64		stage_duration_usecs;	/* stage_duration, in microseconds */
+	Interval   *warmup;
 	MetricConfig metrics[CANARY_METRICS_MAX_EXTRA];
 	int			metric_count;
 	/* Read by load_sequential_state for the sequential judge only */
 	Datum		traffic_changes;	/* timestamptz[] of the attempt's changes */
-	Datum		traffic_change_ends;	/* each change plus warmup */
 	bool		has_stored_evidence;	/* a canary.sequential_evidence row */
 	char	   *stored_settings;	/* the columns of that row, set only
 									 * when it exists */
@@ -544,7 +544,8 @@ load_rollout(const pg_uuid_t *deployment_id, RolloutSettings *rollout)
 						   "coalesce(attempt_started_at, started_at), "
 						   "coalesce(attempt_started_at, started_at) + warmup, "
 						   "attempt, "
-						   "(extract(epoch FROM stage_duration) * 1000000)::bigint "
+						   "(extract(epoch FROM stage_duration) * 1000000)::bigint, "
+						   "warmup "
 						   "FROM canary.deployments WHERE id = $1",
 						   1, argtypes, &id, NULL, SPI_OK_SELECT, 1) == 0)
 		ereport(ERROR,
@@ -581,65 +582,58 @@ load_rollout(const pg_uuid_t *deployment_id, RolloutSettings *rollout)
 		DatumGetTimestampTz(canary_spi_get(0, 20, &isnull));
 	rollout->attempt = DatumGetInt32(canary_spi_get(0, 21, &isnull));
 	rollout->stage_duration_usecs = DatumGetInt64(canary_spi_get(0, 22, &isnull));
+	rollout->warmup = DatumGetIntervalP(datumCopy(canary_spi_get(0, 23, &isnull),
+												  false, sizeof(Interval)));
 }
 
 /*
- * Read what the sequential judge needs besides the rollout's settings, in
- * one statement: the traffic changes of the current attempt, and the stored
- * evidence if there is any.
+ * Read what the sequential judge needs besides the rollout's settings: the
+ * traffic changes of the current attempt, and the stored evidence if there
+ * is any.  Two plain statements cost less than one that joins them.
  */
 static void
 load_sequential_state(const pg_uuid_t *deployment_id, RolloutSettings *rollout)
 {
-	Oid			argtypes[3] = {UUIDOID, INT4OID, TIMESTAMPTZOID};
-	Datum		values[3];
+	Oid			argtypes[4] = {UUIDOID, INT4OID, TIMESTAMPTZOID, INTERVALOID};
+	Datum		values[4];
 	bool		isnull;
 
 	/*
-	 * The attempt and its start come from load_rollout's snapshot, so that a
-	 * retry committed in between cannot mix two attempts.
+	 * The attempt, its start and the warmup come from load_rollout's
+	 * snapshot, so that a retry committed in between cannot mix two
+	 * attempts.
 	 */
 	values[0] = UUIDPGetDatum(deployment_id);
 	values[1] = Int32GetDatum(rollout->attempt);
 	values[2] = TimestampTzGetDatum(rollout->attempt_start);
-	if (canary_spi_execute("SELECT c.changes, c.change_ends, s.settings, "
-					   "s.attempt, s.judged_until, s.traffic_changes, "
-					   "s.excluded_buckets, s.canary_errors, "
-					   "s.canary_requests, s.baseline_errors, "
-					   "s.baseline_requests, s.tests "
-					   "FROM canary.deployments d "
-					   "CROSS JOIN LATERAL ("
-					   "SELECT coalesce(array_agg(t.at ORDER BY t.at), '{}') AS changes, "
-					   "coalesce(array_agg(t.at + d.warmup ORDER BY t.at), '{}') AS change_ends "
-					   "FROM canary.transitions t "
-					   "WHERE t.deployment_id = d.id AND t.attempt = $2 "
+	values[3] = IntervalPGetDatum(rollout->warmup);
+	canary_spi_execute("SELECT ARRAY(SELECT t.at FROM canary.transitions t "
+					   "WHERE t.deployment_id = $1 AND t.attempt = $2 "
 					   "AND t.old_percentage IS DISTINCT FROM t.new_percentage "
-					   "AND t.at + d.warmup > $3 + d.warmup) AS c "
-					   "LEFT JOIN canary.sequential_evidence s "
-					   "ON s.deployment_id = d.id "
-					   "WHERE d.id = $1",
-					   3, argtypes, values, NULL, SPI_OK_SELECT, 1) == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_UNDEFINED_OBJECT),
-				 errmsg("rollout %s does not exist", rollout->id_text),
-				 errdetail("The rollout was deleted while its metrics were collected.")));
+					   "AND t.at + $4 > $3 + $4 ORDER BY t.at)",
+					   4, argtypes, values, NULL, SPI_OK_SELECT, 1);
 	rollout->traffic_changes = datumCopy(canary_spi_get(0, 1, &isnull), false, -1);
-	rollout->traffic_change_ends = datumCopy(canary_spi_get(0, 2, &isnull), false, -1);
 
-	(void) canary_spi_get(0, 3, &isnull);
-	rollout->has_stored_evidence = !isnull;
-	if (isnull)
+	rollout->has_stored_evidence =
+		canary_spi_execute("SELECT settings, attempt, judged_until, "
+						   "traffic_changes, excluded_buckets, canary_errors, "
+						   "canary_requests, baseline_errors, "
+						   "baseline_requests, tests "
+						   "FROM canary.sequential_evidence "
+						   "WHERE deployment_id = $1",
+						   1, argtypes, values, NULL, SPI_OK_SELECT, 1) > 0;
+	if (!rollout->has_stored_evidence)
 		return;
-	rollout->stored_settings = canary_spi_get_text(0, 3);
-	rollout->stored_attempt = DatumGetInt32(canary_spi_get(0, 4, &isnull));
+	rollout->stored_settings = canary_spi_get_text(0, 1);
+	rollout->stored_attempt = DatumGetInt32(canary_spi_get(0, 2, &isnull));
 	rollout->stored_judged_until =
-		DatumGetTimestampTz(canary_spi_get(0, 5, &isnull));
+		DatumGetTimestampTz(canary_spi_get(0, 3, &isnull));
 	rollout->stored_traffic_changes =
-		datumCopy(canary_spi_get(0, 6, &isnull), false, -1);
+		datumCopy(canary_spi_get(0, 4, &isnull), false, -1);
 	for (int i = 0; i < 5; i++)
-		rollout->stored_counts[i] = DatumGetInt64(canary_spi_get(0, 7 + i, &isnull));
+		rollout->stored_counts[i] = DatumGetInt64(canary_spi_get(0, 5 + i, &isnull));
 	rollout->stored_tests =
-		DatumGetByteaPCopy(canary_spi_get(0, 12, &isnull));
+		DatumGetByteaPCopy(canary_spi_get(0, 10, &isnull));
 }
 
 /*
@@ -1048,22 +1042,21 @@ set_traffic_changes(Collection *collection)
 	SequentialEvidence *e = &collection->evidence;
 	RolloutSettings *r = &collection->rollout;
 	Datum	   *changes;
-	Datum	   *change_ends;
 	int			count;
 
 	deconstruct_array(DatumGetArrayTypeP(r->traffic_changes), TIMESTAMPTZOID,
 					  sizeof(TimestampTz), FLOAT8PASSBYVAL, TYPALIGN_DOUBLE,
 					  &changes, NULL, &count);
-	deconstruct_array(DatumGetArrayTypeP(r->traffic_change_ends),
-					  TIMESTAMPTZOID, sizeof(TimestampTz), FLOAT8PASSBYVAL,
-					  TYPALIGN_DOUBLE, &change_ends, NULL, &count);
 	e->change_count = count;
 	e->changes = palloc(sizeof(TimestampTz) * Max(count, 1));
 	e->change_ends = palloc(sizeof(TimestampTz) * Max(count, 1));
 	for (int i = 0; i < count; i++)
 	{
 		e->changes[i] = DatumGetTimestampTz(changes[i]);
-		e->change_ends[i] = DatumGetTimestampTz(change_ends[i]);
+		e->change_ends[i] =
+			DatumGetTimestampTz(DirectFunctionCall2(timestamptz_pl_interval,
+													changes[i],
+													IntervalPGetDatum(r->warmup)));
 	}
 }
 
