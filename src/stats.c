@@ -514,38 +514,45 @@ radix_key(double value)
 
 /*
  * Sort n doubles by their keys, one byte at a time from the lowest (an LSD
- * radix sort, stable in each pass).  A pass is skipped when every key has
- * the same byte there, as the low mantissa bytes of latencies in whole
- * milliseconds do.
+ * radix sort, stable in each pass).  One pass over the keys counts the
+ * bytes at every position.  A position where every key has the same byte
+ * needs no pass, as the low mantissa bytes of latencies in whole
+ * milliseconds show.
  */
 static void
 radix_sort_doubles(double *values, int n)
 {
 	uint64	   *keys = palloc(sizeof(uint64) * n);
 	uint64	   *scratch = palloc(sizeof(uint64) * n);
+	int		   (*counts)[256] = palloc0(sizeof(int[8][256]));
 
 	for (int i = 0; i < n; i++)
-		keys[i] = radix_key(values[i]);
-
-	for (int shift = 0; shift < 64; shift += 8)
 	{
-		int			counts[256] = {0};
+		uint64		key = radix_key(values[i]);
+
+		keys[i] = key;
+		for (int digit = 0; digit < 8; digit++)
+			counts[digit][(key >> (8 * digit)) & 0xFF]++;
+	}
+
+	for (int digit = 0; digit < 8; digit++)
+	{
+		int			shift = 8 * digit;
+		int		   *offsets = counts[digit];
 		int			position = 0;
 		uint64	   *swap;
 
-		for (int i = 0; i < n; i++)
-			counts[(keys[i] >> shift) & 0xFF]++;
-		if (counts[(keys[0] >> shift) & 0xFF] == n)
+		if (offsets[(keys[0] >> shift) & 0xFF] == n)
 			continue;
-		for (int digit = 0; digit < 256; digit++)
+		for (int byte = 0; byte < 256; byte++)
 		{
-			int			count = counts[digit];
+			int			count = offsets[byte];
 
-			counts[digit] = position;
+			offsets[byte] = position;
 			position += count;
 		}
 		for (int i = 0; i < n; i++)
-			scratch[counts[(keys[i] >> shift) & 0xFF]++] = keys[i];
+			scratch[offsets[(keys[i] >> shift) & 0xFF]++] = keys[i];
 		swap = keys;
 		keys = scratch;
 		scratch = swap;
@@ -561,6 +568,7 @@ radix_sort_doubles(double *values, int n)
 	}
 	pfree(keys);
 	pfree(scratch);
+	pfree(counts);
 }
 
 /*
