@@ -421,83 +421,119 @@ value_to_float8(Oid type, Datum value)
 }
 
 /*
- * Read the next visible row of the scan: its "timestamp", its status (NULL
- * when the status is NULL) and its numeric columns as float8.  The status
- * stays valid until the next call.  Return false at the end of the range.
+ * Find the next row of the scan that is visible to the snapshot, and return
+ * its values and nulls: the index tuple's when the index contains every
+ * column returned, the heap row's otherwise.  Return false at the end of
+ * the range.
  */
-bool
-canary_log_index_next(LogIndexScan *scan, TimestampTz *timestamp,
-					  text **status, double *values, bool *nulls)
+static bool
+next_visible_row(LogIndexScan *scan, Datum **values, bool **nulls)
 {
 	LogIndex   *log_index = scan->log_index;
 	IndexScanDesc desc = scan->desc;
-	MemoryContext old_context;
-	Datum	   *row_values;
-	bool	   *row_nulls;
-	bool		from_index = log_index->index_only;
 
-	CHECK_FOR_INTERRUPTS();
-	MemoryContextReset(scan->scratch);
-
-	if (from_index)
-	{
-		for (;;)
-		{
-			ItemPointer tid = index_getnext_tid(desc, ForwardScanDirection);
-
-			if (tid == NULL)
-				return false;
-
-			/*
-			 * A row on a page whose rows are all visible to everyone needs
-			 * no heap access.  For other rows, the heap fetch checks whether
-			 * the snapshot sees the row.
-			 */
-			if (VM_ALL_VISIBLE(log_index->heap, ItemPointerGetBlockNumber(tid),
-							   &scan->vm_buffer))
-				break;
-			if (index_fetch_heap(desc, scan->slot))
-			{
-				ExecClearTuple(scan->slot);
-				break;
-			}
-		}
-		index_deform_tuple(desc->xs_itup, desc->xs_itupdesc,
-						   scan->index_values, scan->index_nulls);
-		row_values = scan->index_values;
-		row_nulls = scan->index_nulls;
-	}
-	else
+	if (!log_index->index_only)
 	{
 		if (!index_getnext_slot(desc, ForwardScanDirection, scan->slot))
 			return false;
 		slot_getsomeattrs(scan->slot, log_index->last_heap_attno);
-		row_values = scan->slot->tts_values;
-		row_nulls = scan->slot->tts_isnull;
+		*values = scan->slot->tts_values;
+		*nulls = scan->slot->tts_isnull;
+		return true;
 	}
 
-#define COLUMN_INDEX(column) \
-	(from_index ? (column).index_position : (column).heap_attno - 1)
-
-	*timestamp = DatumGetTimestampTz(row_values[COLUMN_INDEX(log_index->timestamp)]);
-	old_context = MemoryContextSwitchTo(scan->scratch);
-	if (row_nulls[COLUMN_INDEX(log_index->status)])
-		*status = NULL;
-	else
-		*status = DatumGetTextPP(row_values[COLUMN_INDEX(log_index->status)]);
-	for (int i = 0; i < log_index->column_count; i++)
+	for (;;)
 	{
-		int			position = COLUMN_INDEX(log_index->columns[i]);
+		ItemPointer tid = index_getnext_tid(desc, ForwardScanDirection);
 
-		nulls[i] = row_nulls[position];
-		values[i] = nulls[i] ? 0.0 :
-			value_to_float8(log_index->columns[i].type, row_values[position]);
+		if (tid == NULL)
+			return false;
+
+		/*
+		 * A row on a page whose rows are all visible to everyone needs no
+		 * heap access.  For other rows, the heap fetch checks whether the
+		 * row is visible to the snapshot.
+		 */
+		if (VM_ALL_VISIBLE(log_index->heap, ItemPointerGetBlockNumber(tid),
+						   &scan->vm_buffer))
+			break;
+		if (index_fetch_heap(desc, scan->slot))
+		{
+			ExecClearTuple(scan->slot);
+			break;
+		}
 	}
-	MemoryContextSwitchTo(old_context);
-
-#undef COLUMN_INDEX
-
+	index_deform_tuple(desc->xs_itup, desc->xs_itupdesc,
+					   scan->index_values, scan->index_nulls);
+	*values = scan->index_values;
+	*nulls = scan->index_nulls;
 	return true;
+}
+
+/*
+ * Read up to max_rows more rows of the scan that are visible to the
+ * snapshot.  Row i gets timestamps[i], the class that classify returns for
+ * its status in classes[i], and its numeric columns as float8 at
+ * values[i * column_count] and nulls[i * column_count].  A status is only
+ * valid during its classify call, because the scan's next page replaces it.
+ * Return the number of rows read, fewer than max_rows only at the end of
+ * the range.
+ */
+int
+canary_log_index_fetch(LogIndexScan *scan, int max_rows,
+					   LogStatusClassifier classify, const void *argument,
+					   TimestampTz *timestamps, int *classes,
+					   double *values, bool *nulls)
+{
+	LogIndex   *log_index = scan->log_index;
+	bool		from_index = log_index->index_only;
+	int			count = log_index->column_count;
+	int			timestamp_position;
+	int			status_position;
+	int		   *positions = palloc(sizeof(int) * Max(count, 1));
+	MemoryContext old_context;
+	int			rows = 0;
+
+	/* Where each column is in the values of a row. */
+	timestamp_position = from_index ? log_index->timestamp.index_position :
+		log_index->timestamp.heap_attno - 1;
+	status_position = from_index ? log_index->status.index_position :
+		log_index->status.heap_attno - 1;
+	for (int i = 0; i < count; i++)
+		positions[i] = from_index ? log_index->columns[i].index_position :
+			log_index->columns[i].heap_attno - 1;
+
+	/*
+	 * The index access method allocates what its scan keeps in the current
+	 * context, so only the conversions of a row run in the scratch context.
+	 */
+	MemoryContextReset(scan->scratch);
+	while (rows < max_rows)
+	{
+		Datum	   *row_values;
+		bool	   *row_nulls;
+
+		CHECK_FOR_INTERRUPTS();
+		if (!next_visible_row(scan, &row_values, &row_nulls))
+			break;
+		old_context = MemoryContextSwitchTo(scan->scratch);
+		timestamps[rows] = DatumGetTimestampTz(row_values[timestamp_position]);
+		classes[rows] = classify(argument, row_nulls[status_position] ? NULL :
+								 DatumGetTextPP(row_values[status_position]));
+		for (int i = 0; i < count; i++)
+		{
+			int			cell = rows * count + i;
+
+			nulls[cell] = row_nulls[positions[i]];
+			values[cell] = nulls[cell] ? 0.0 :
+				value_to_float8(log_index->columns[i].type,
+								row_values[positions[i]]);
+		}
+		MemoryContextSwitchTo(old_context);
+		rows++;
+	}
+	pfree(positions);
+	return rows;
 }
 
 /*

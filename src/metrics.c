@@ -1600,24 +1600,24 @@ stream_open(LogReader *reader, LogStream *stream, const char *sql,
 }
 
 /*
+ * Classify a status for canary_log_index_fetch: argument is the LogReader.
+ */
+static int
+classify_status(const void *argument, const text *status)
+{
+	return status_class((const LogReader *) argument, status);
+}
+
+/*
  * Fill a stream's batch from its direct scan.
  */
 static void
 stream_scan(LogStream *stream)
 {
-	while (stream->rows < LOG_BATCH_ROWS)
-	{
-		int			row = stream->rows;
-		int			first = row * stream->value_count;
-		text	   *status;
-
-		if (!canary_log_index_next(stream->scan, &stream->timestamps[row],
-								   &status, &stream->values[first],
-								   &stream->nulls[first]))
-			break;
-		stream->classes[row] = status_class(stream->reader, status);
-		stream->rows++;
-	}
+	stream->rows = canary_log_index_fetch(stream->scan, LOG_BATCH_ROWS,
+										  classify_status, stream->reader,
+										  stream->timestamps, stream->classes,
+										  stream->values, stream->nulls);
 }
 
 /*
@@ -1907,8 +1907,16 @@ read_log(Collection *collection, const LogTable *table)
 					&hull);
 	}
 
-	/* Merge the versions by "timestamp", the baseline first on a tie. */
-	for (;;)
+	/*
+	 * Merge the versions by "timestamp", the baseline first on a tie, so that
+	 * a bucket is complete when a row of a later one arrives.  Without
+	 * buckets, each version's rows count only toward that version, and the
+	 * versions are read one after the other.
+	 */
+	for (int side = SIDE_BASELINE; !reader.bucketed && side <= SIDE_CANARY; side++)
+		while (stream_has_row(&reader.streams[side]))
+			reader_take(&reader, side);
+	while (reader.bucketed)
 	{
 		bool		baseline_row = stream_has_row(&reader.streams[SIDE_BASELINE]);
 		bool		canary_row = stream_has_row(&reader.streams[SIDE_CANARY]);
