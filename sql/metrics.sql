@@ -678,6 +678,39 @@ SET LOCAL ROLE metrics_test_reader;
 SELECT baseline_requests, baseline_errors, canary_requests, canary_errors
 FROM canary_collect_metrics(:'errors_limit_rollout', '10 minutes', eval_at());
 ROLLBACK;
+
+-- A role that may read only the columns a collection needs gets the same
+-- figures as the table's owner.
+GRANT SELECT (agent_id, version, status, latency_ms, "timestamp") ON logs
+	TO metrics_test_reader;
+BEGIN;
+SELECT baseline_requests, baseline_errors, canary_requests, canary_errors
+FROM canary_collect_metrics(:'errors_limit_rollout', '10 minutes', eval_at());
+SET LOCAL ROLE metrics_test_reader;
+SELECT baseline_requests, baseline_errors, canary_requests, canary_errors
+FROM canary_collect_metrics(:'errors_limit_rollout', '10 minutes', eval_at());
+ROLLBACK;
+REVOKE ALL ON logs FROM metrics_test_reader;
+
+-- Without SELECT on the table, the collection fails as a query would.
+BEGIN;
+SET LOCAL ROLE metrics_test_reader;
+SELECT metrics_error(format(
+	$$SELECT canary_collect_metrics(%L, '10 minutes', eval_at())$$,
+	:'errors_limit_rollout'));
+ROLLBACK;
+
+-- Under serializable isolation the log is read with SQL, whose scan takes
+-- the predicate locks that detect conflicts with concurrent writers.
+BEGIN ISOLATION LEVEL SERIALIZABLE;
+SELECT baseline_requests, baseline_errors, canary_requests, canary_errors
+FROM canary_collect_metrics(:'errors_limit_rollout', '10 minutes', eval_at());
+SELECT count(*) > 0 AS table_has_predicate_locks
+FROM pg_locks
+WHERE pid = pg_backend_pid() AND mode = 'SIReadLock'
+  AND relation = 'metrics_test.logs'::regclass;
+ROLLBACK;
+
 REVOKE ALL ON ALL TABLES IN SCHEMA canary FROM metrics_test_reader;
 REVOKE ALL ON ALL SEQUENCES IN SCHEMA canary FROM metrics_test_reader;
 REVOKE ALL ON SCHEMA public, metrics_test, canary FROM metrics_test_reader;
