@@ -13,10 +13,12 @@
  * against the heap, or read from it.
  *
  * canary_log_index_open returns NULL whenever the query would behave
- * differently from the scan: no suitable index, a caller without SELECT
- * on the whole table, row-level security, serializable isolation (which
- * needs the predicate locks a query takes), or another session's temporary
- * table.  The caller then reads with SQL.
+ * differently from the scan.  That is the case without a suitable index, for
+ * a caller that the executor's permission check rejects, under row-level
+ * security, with inheritance children, under serializable isolation (which
+ * needs the predicate locks a query takes), and for another session's
+ * temporary table.  The caller then reads with SQL, which raises the error
+ * or applies the policy.
  *
  * src/logscan.c
  *
@@ -34,9 +36,14 @@
 #include "catalog/pg_am.h"
 #include "catalog/pg_class.h"
 #include "catalog/pg_index.h"
+#include "catalog/pg_inherits.h"
 #include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "miscadmin.h"
+#include "nodes/makefuncs.h"
+#include "nodes/parsenodes.h"
 #include "storage/bufmgr.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -139,10 +146,11 @@ key_operator_proc(Relation index, int key, Oid type, StrategyNumber strategy,
 }
 
 /*
- * Whether index can serve the scans: a valid btree index without predicate
- * whose first key columns are agent_id, version and "timestamp" in ascending
- * order, with the columns' own collations, so that its equality means the
- * same as the query's.  Fill in the scan keys' operators on success.
+ * Whether index can serve the scans.  It must be a valid btree index without
+ * predicate whose first key columns are agent_id, version and "timestamp" in
+ * ascending order.  Their types' default operator families and the columns'
+ * own collations make its operators mean the same as the query's.  Fill in
+ * the scan keys' operators on success.
  */
 static bool
 index_is_suitable(LogIndex *log_index, Relation index,
@@ -160,6 +168,8 @@ index_is_suitable(LogIndex *log_index, Relation index,
 	{
 		if (form->indkey.values[key] != keys[key].heap_attno ||
 			index->rd_opcintype[key] != key_types[key] ||
+			index->rd_opfamily[key] !=
+			get_opclass_family(GetDefaultOpClass(key_types[key], BTREE_AM_OID)) ||
 			(index->rd_indoption[key] & INDOPTION_DESC) != 0 ||
 			index->rd_indcollation[key] != collations[key])
 			return false;
@@ -213,6 +223,41 @@ locate_in_index(Relation index, LogColumn *column)
 }
 
 /*
+ * Return whether a query of the columns read would return every row.  The
+ * executor's permission check must let the caller select them, with any
+ * ExecutorCheckPerms_hook that an audit or label module installs, and no
+ * row-level security policy may apply.
+ */
+static bool
+query_would_read_all(const LogIndex *log_index, const LogColumn *keys)
+{
+	RangeTblEntry *entry = makeNode(RangeTblEntry);
+	Oid			relid = RelationGetRelid(log_index->heap);
+
+#define SELECTED(attno) ((attno) - FirstLowInvalidHeapAttributeNumber)
+
+	entry->rtekind = RTE_RELATION;
+	entry->relid = relid;
+	entry->relkind = RELKIND_RELATION;
+	entry->rellockmode = AccessShareLock;
+	entry->requiredPerms = ACL_SELECT;
+	for (int key = 0; key < KEY_COLUMNS; key++)
+		entry->selectedCols = bms_add_member(entry->selectedCols,
+											 SELECTED(keys[key].heap_attno));
+	entry->selectedCols = bms_add_member(entry->selectedCols,
+										 SELECTED(log_index->status.heap_attno));
+	for (int i = 0; i < log_index->column_count; i++)
+		entry->selectedCols =
+			bms_add_member(entry->selectedCols,
+						   SELECTED(log_index->columns[i].heap_attno));
+
+#undef SELECTED
+
+	return ExecCheckRTPerms(list_make1(entry), false) &&
+		check_enable_rls(relid, InvalidOid, true) != RLS_ENABLED;
+}
+
+/*
  * Prepare direct scans of the execution log relid that return "timestamp",
  * status and the numeric columns named.  Return NULL when SQL must read the
  * table instead (see the comment at the top of the file).  The caller has
@@ -229,14 +274,17 @@ canary_log_index_open(Oid relid, const char *const *columns, int column_count)
 	ListCell   *cell;
 
 	if (IsolationIsSerializable() ||
-		get_rel_relkind(relid) != RELKIND_RELATION ||
-		pg_class_aclcheck(relid, GetUserId(), ACL_SELECT) != ACLCHECK_OK ||
-		check_enable_rls(relid, InvalidOid, true) == RLS_ENABLED)
+		get_rel_relkind(relid) != RELKIND_RELATION)
 		return NULL;
 
 	log_index = palloc0(sizeof(LogIndex));
 	log_index->heap = table_open(relid, AccessShareLock);
-	if (RELATION_IS_OTHER_TEMP(log_index->heap) ||
+
+	/*
+	 * A query would also read a child table created since the caller checked
+	 * for children, so such a table is read with SQL.
+	 */
+	if (RELATION_IS_OTHER_TEMP(log_index->heap) || has_subclass(relid) ||
 		!find_column(log_index->heap, "agent_id", &keys[KEY_AGENT],
 					 &collations[KEY_AGENT]) ||
 		!find_column(log_index->heap, "version", &keys[KEY_VERSION],
@@ -258,6 +306,12 @@ canary_log_index_open(Oid relid, const char *const *columns, int column_count)
 			table_close(log_index->heap, AccessShareLock);
 			return NULL;
 		}
+
+	if (!query_would_read_all(log_index, keys))
+	{
+		table_close(log_index->heap, AccessShareLock);
+		return NULL;
+	}
 
 	index_oids = RelationGetIndexList(log_index->heap);
 	foreach(cell, index_oids)
