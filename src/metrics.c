@@ -1417,6 +1417,7 @@ typedef struct LogReader
 	bool		bucketed;		/* the sequential judge reads buckets */
 	bool		bucket_open;	/* sides hold the rows of bucket */
 	int64		bucket;
+	TimestampTz bucket_start;	/* the open bucket is (start, start + width] */
 	BucketSide	sides[2];
 	MemoryContext bucket_context;
 	int			plan_choice;	/* the log table's plan_choice */
@@ -1728,12 +1729,19 @@ static void
 bucket_add(LogReader *reader, int side, const LogStream *stream, int row)
 {
 	SequentialEvidence *e = &reader->collection->evidence;
-	int64		bucket = (stream->timestamps[row] - e->origin - 1) /
-		e->bucket_usecs;
+	TimestampTz timestamp = stream->timestamps[row];
+	int64		bucket;
 	BucketSide *target = &reader->sides[side];
 	int			class = stream->classes[row];
 	const double *values = &stream->values[row * stream->value_count];
 	const bool *nulls = &stream->nulls[row * stream->value_count];
+
+	/* Most rows fall in the open bucket, and then no division is needed. */
+	if (reader->bucket_open && timestamp > reader->bucket_start &&
+		timestamp <= reader->bucket_start + e->bucket_usecs)
+		bucket = reader->bucket;
+	else
+		bucket = (timestamp - e->origin - 1) / e->bucket_usecs;
 
 	if (!reader->bucket_open || bucket != reader->bucket)
 	{
@@ -1743,6 +1751,7 @@ bucket_add(LogReader *reader, int side, const LogStream *stream, int row)
 		bucket_reset(&reader->sides[SIDE_BASELINE], reader->value_count);
 		bucket_reset(&reader->sides[SIDE_CANARY], reader->value_count);
 		reader->bucket = bucket;
+		reader->bucket_start = e->origin + bucket * e->bucket_usecs;
 		reader->bucket_open = true;
 	}
 
