@@ -670,13 +670,14 @@ GRANT SELECT ON logs_secured TO metrics_test_reader;
 GRANT SELECT, INSERT ON ALL TABLES IN SCHEMA canary TO metrics_test_reader;
 GRANT USAGE ON ALL SEQUENCES IN SCHEMA canary TO metrics_test_reader;
 SELECT id AS errors_limit_rollout FROM rollouts WHERE scenario = 'errors_limit' \gset
+SELECT format($$SELECT baseline_requests, baseline_errors, canary_requests, canary_errors
+FROM canary_collect_metrics(%L, '10 minutes', eval_at())$$, :'errors_limit_rollout')
+	AS collect_counts \gset
 BEGIN;
 SET LOCAL canary.execution_log_table = 'metrics_test.logs_secured';
-SELECT baseline_requests, baseline_errors, canary_requests, canary_errors
-FROM canary_collect_metrics(:'errors_limit_rollout', '10 minutes', eval_at());
+:collect_counts;
 SET LOCAL ROLE metrics_test_reader;
-SELECT baseline_requests, baseline_errors, canary_requests, canary_errors
-FROM canary_collect_metrics(:'errors_limit_rollout', '10 minutes', eval_at());
+:collect_counts;
 ROLLBACK;
 
 -- A role that may read only the columns a collection needs gets the same
@@ -684,11 +685,9 @@ ROLLBACK;
 GRANT SELECT (agent_id, version, status, latency_ms, "timestamp") ON logs
 	TO metrics_test_reader;
 BEGIN;
-SELECT baseline_requests, baseline_errors, canary_requests, canary_errors
-FROM canary_collect_metrics(:'errors_limit_rollout', '10 minutes', eval_at());
+:collect_counts;
 SET LOCAL ROLE metrics_test_reader;
-SELECT baseline_requests, baseline_errors, canary_requests, canary_errors
-FROM canary_collect_metrics(:'errors_limit_rollout', '10 minutes', eval_at());
+:collect_counts;
 ROLLBACK;
 REVOKE ALL ON logs FROM metrics_test_reader;
 
@@ -703,8 +702,7 @@ ROLLBACK;
 -- Under serializable isolation the log is read with SQL, whose scan takes
 -- the predicate locks that detect conflicts with concurrent writers.
 BEGIN ISOLATION LEVEL SERIALIZABLE;
-SELECT baseline_requests, baseline_errors, canary_requests, canary_errors
-FROM canary_collect_metrics(:'errors_limit_rollout', '10 minutes', eval_at());
+:collect_counts;
 SELECT count(*) > 0 AS table_has_predicate_locks
 FROM pg_locks
 WHERE pid = pg_backend_pid() AND mode = 'SIReadLock'
