@@ -64,6 +64,9 @@
 #define KEY_TIMESTAMP 2
 #define KEY_COLUMNS 3
 
+/* Input types of the key columns' operator classes. */
+static const Oid key_types[KEY_COLUMNS] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
+
 /* A column the scan returns. */
 typedef struct LogColumn
 {
@@ -146,6 +149,22 @@ key_operator_proc(Relation index, int key, Oid type, StrategyNumber strategy,
 }
 
 /*
+ * Return the default btree operator family of a key column's type.  Built-in
+ * types keep their default operator classes, so each backend looks them up
+ * once.
+ */
+static Oid
+default_btree_family(int key)
+{
+	static Oid	families[KEY_COLUMNS];
+
+	if (!OidIsValid(families[key]))
+		families[key] = get_opclass_family(GetDefaultOpClass(key_types[key],
+															 BTREE_AM_OID));
+	return families[key];
+}
+
+/*
  * Whether index can serve the scans.  It must be a valid btree index without
  * predicate whose first key columns are agent_id, version and "timestamp" in
  * ascending order.  Their types' default operator families and the columns'
@@ -157,7 +176,6 @@ index_is_suitable(LogIndex *log_index, Relation index,
 				  const LogColumn *keys, const Oid *collations)
 {
 	Form_pg_index form = index->rd_index;
-	static const Oid key_types[KEY_COLUMNS] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
 
 	if (index->rd_rel->relam != BTREE_AM_OID || !form->indisvalid ||
 		form->indcheckxmin ||
@@ -168,8 +186,7 @@ index_is_suitable(LogIndex *log_index, Relation index,
 	{
 		if (form->indkey.values[key] != keys[key].heap_attno ||
 			index->rd_opcintype[key] != key_types[key] ||
-			index->rd_opfamily[key] !=
-			get_opclass_family(GetDefaultOpClass(key_types[key], BTREE_AM_OID)) ||
+			index->rd_opfamily[key] != default_btree_family(key) ||
 			(index->rd_indoption[key] & INDOPTION_DESC) != 0 ||
 			index->rd_indcollation[key] != collations[key])
 			return false;
