@@ -81,7 +81,7 @@ struct LogIndex
 	Relation	heap;
 	Relation	index;
 	Snapshot	snapshot;
-	bool		index_only;		/* the index holds every column returned */
+	bool		index_only;		/* the index contains every column returned */
 	Oid			key_procs[KEY_COLUMNS + 1]; /* agent, version, >, <= */
 	bool		bytewise_equality;	/* agent and version compare as bytes */
 	Oid			key_subtypes[KEY_COLUMNS + 1];
@@ -100,7 +100,7 @@ struct LogIndexScan
 	IndexScanDesc desc;
 	TupleTableSlot *slot;		/* heap rows, or visibility checks */
 	Buffer		vm_buffer;
-	MemoryContext scratch;		/* conversions of the current row */
+	MemoryContext scratch;		/* conversions of the current batch */
 	Datum	   *index_values;
 	bool	   *index_nulls;
 };
@@ -453,7 +453,7 @@ canary_log_index_begin(LogIndex *log_index, const char *agent_id,
 	scan->vm_buffer = InvalidBuffer;
 	scan->slot = table_slot_create(log_index->heap, NULL);
 	scan->scratch = AllocSetContextCreate(CurrentMemoryContext,
-										  "canary log row",
+										  "canary log batch",
 										  ALLOCSET_SMALL_SIZES);
 	scan->index_values = palloc(sizeof(Datum) *
 								IndexRelationGetNumberOfAttributes(log_index->index));

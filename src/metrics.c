@@ -755,6 +755,8 @@ check_log_columns(const LogTable *table, const RolloutSettings *rollout)
 /*
  * Add one value to a sample.  Past the cap, Algorithm R keeps a uniform
  * sample: the n-th value replaces a random kept one with probability cap/n.
+ * NOTE: which values are kept depends on the order they arrive in, and rows
+ * with equal timestamps can arrive in another order through another index.
  */
 static void
 sample_add(ValueSample *sample, MemoryContext context, double value)
