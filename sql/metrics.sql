@@ -570,7 +570,7 @@ WHERE i.schemaname = 'metrics_test' AND i.indexrelname = 'logs_evaluation'
 --
 -- A plain log table with the evaluation index is read through the index
 -- directly, not with SQL.  Both reads give the same figures: each scenario
--- is collected from logs and from logs_by_sql, which holds the same rows
+-- is collected from logs and from logs_by_sql, which contains the same rows
 -- under an index that only SQL can use ("timestamp" descending).  The
 -- tables differ from their vacuumed state by updated, deleted and new rows,
 -- so some rows are checked against the heap.  eval_score, an extra metric

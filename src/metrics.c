@@ -1348,10 +1348,10 @@ prepare_sequential(Collection *collection, const LogTable *table,
  * is scanned directly (see logscan.c).  Any other table is read through a
  * cursor whose batches go from the executor straight into a LogStream's
  * arrays through a DestReceiver, so no row is formed into a tuple for SPI.
- * The two streams are merged by "timestamp".  Each row then counts toward its version's
- * window, toward the stage rows before the window that min_samples counts,
- * and toward the current bucket of the sequential judge, as its timestamp
- * falls.  A bucket is judged as soon as a row of a later bucket arrives.
+ * For the sequential judge the two streams are merged by "timestamp".  Each
+ * row then counts toward its version's window, toward the stage rows before
+ * the window that min_samples counts, and toward the current bucket of the
+ * sequential judge, as its timestamp falls.  A bucket is judged as soon as a row of a later bucket arrives.
  * Each version's range is the smallest one that covers all three, so every
  * row is read once, and memory contains one batch per version and one
  * bucket.
@@ -1819,6 +1819,37 @@ range_cover(TimeRange *hull, const TimeRange *range)
 }
 
 /*
+ * Read both versions' streams merged by "timestamp", the baseline first on
+ * a tie.
+ */
+static void
+reader_merge(LogReader *reader)
+{
+	for (;;)
+	{
+		bool		baseline_row = stream_has_row(&reader->streams[SIDE_BASELINE]);
+		bool		canary_row = stream_has_row(&reader->streams[SIDE_CANARY]);
+
+		if (baseline_row && canary_row)
+		{
+			LogStream  *baseline = &reader->streams[SIDE_BASELINE];
+			LogStream  *canary = &reader->streams[SIDE_CANARY];
+
+			reader_take(reader,
+						baseline->timestamps[baseline->next] <=
+						canary->timestamps[canary->next] ?
+						SIDE_BASELINE : SIDE_CANARY);
+		}
+		else if (baseline_row)
+			reader_take(reader, SIDE_BASELINE);
+		else if (canary_row)
+			reader_take(reader, SIDE_CANARY);
+		else
+			break;
+	}
+}
+
+/*
  * Prepare direct scans of a plain log table: latency_ms and the extra
  * metrics as float8.  NULL means the rows are read with SQL.
  */
@@ -1919,36 +1950,19 @@ read_log(Collection *collection, const LogTable *table)
 	}
 
 	/*
-	 * Merge the versions by "timestamp", the baseline first on a tie, so that
-	 * a bucket is complete when a row of a later one arrives.  Without
-	 * buckets, each version's rows count only toward that version, and the
-	 * versions are read one after the other.
+	 * Without buckets, each version's rows count only toward that version,
+	 * so the versions are read one after the other.  With buckets, they are
+	 * merged by "timestamp", the baseline first on a tie, so that a bucket is
+	 * complete when a row of a later one arrives.
 	 */
-	for (int side = SIDE_BASELINE; !reader.bucketed && side <= SIDE_CANARY; side++)
-		while (stream_has_row(&reader.streams[side]))
-			reader_take(&reader, side);
-	while (reader.bucketed)
+	if (!reader.bucketed)
 	{
-		bool		baseline_row = stream_has_row(&reader.streams[SIDE_BASELINE]);
-		bool		canary_row = stream_has_row(&reader.streams[SIDE_CANARY]);
-
-		if (baseline_row && canary_row)
-		{
-			LogStream  *baseline = &reader.streams[SIDE_BASELINE];
-			LogStream  *canary = &reader.streams[SIDE_CANARY];
-
-			reader_take(&reader,
-						baseline->timestamps[baseline->next] <=
-						canary->timestamps[canary->next] ?
-						SIDE_BASELINE : SIDE_CANARY);
-		}
-		else if (baseline_row)
-			reader_take(&reader, SIDE_BASELINE);
-		else if (canary_row)
-			reader_take(&reader, SIDE_CANARY);
-		else
-			break;
+		for (int side = SIDE_BASELINE; side <= SIDE_CANARY; side++)
+			while (stream_has_row(&reader.streams[side]))
+				reader_take(&reader, side);
 	}
+	else
+		reader_merge(&reader);
 	stream_close(&reader.streams[SIDE_BASELINE]);
 	stream_close(&reader.streams[SIDE_CANARY]);
 	if (reader.log_index != NULL)
