@@ -67,6 +67,23 @@
 /* Input types of the key columns' operator classes. */
 static const Oid key_types[KEY_COLUMNS] = {TEXTOID, TEXTOID, TIMESTAMPTZOID};
 
+/*
+ * Scan keys of a range scan: agent_id = $1, version = $2, "timestamp" > $3
+ * and "timestamp" <= $4.
+ */
+#define SCAN_KEYS 4
+
+static const struct
+{
+	int			key;			/* KEY_AGENT, KEY_VERSION or KEY_TIMESTAMP */
+	StrategyNumber strategy;
+}			scan_keys[SCAN_KEYS] = {
+	{KEY_AGENT, BTEqualStrategyNumber},
+	{KEY_VERSION, BTEqualStrategyNumber},
+	{KEY_TIMESTAMP, BTGreaterStrategyNumber},
+	{KEY_TIMESTAMP, BTLessEqualStrategyNumber},
+};
+
 /* A column the scan returns. */
 typedef struct LogColumn
 {
@@ -82,10 +99,9 @@ struct LogIndex
 	Relation	index;
 	Snapshot	snapshot;
 	bool		index_only;		/* the index contains every column returned */
-	Oid			key_procs[KEY_COLUMNS + 1]; /* agent, version, >, <= */
+	Oid			key_procs[SCAN_KEYS];	/* operator functions of scan_keys */
+	Oid			key_collations[SCAN_KEYS];
 	bool		bytewise_equality;	/* agent and version compare as bytes */
-	Oid			key_subtypes[KEY_COLUMNS + 1];
-	Oid			key_collations[KEY_COLUMNS + 1];
 	LogColumn	timestamp;
 	LogColumn	status;
 	int			column_count;
@@ -133,18 +149,16 @@ find_column(Relation heap, const char *name, LogColumn *column,
 }
 
 /*
- * Return the btree operator function of an index key column for a
- * strategy, with the right-hand type in *subtype, or InvalidOid.
+ * Return the function of an index key column's btree operator for a
+ * strategy, comparing the column's type with itself, or InvalidOid.
  */
 static Oid
-key_operator_proc(Relation index, int key, Oid type, StrategyNumber strategy,
-				  Oid *subtype)
+key_operator_proc(Relation index, int key, StrategyNumber strategy)
 {
 	Oid			operator = get_opfamily_member(index->rd_opfamily[key],
-											   index->rd_opcintype[key],
-											   type, strategy);
+											   key_types[key], key_types[key],
+											   strategy);
 
-	*subtype = type;
 	return OidIsValid(operator) ? get_opcode(operator) : InvalidOid;
 }
 
@@ -192,32 +206,19 @@ index_is_suitable(LogIndex *log_index, Relation index,
 			return false;
 	}
 
-	log_index->key_procs[0] = key_operator_proc(index, KEY_AGENT, TEXTOID,
-												BTEqualStrategyNumber,
-												&log_index->key_subtypes[0]);
-	log_index->key_procs[1] = key_operator_proc(index, KEY_VERSION, TEXTOID,
-												BTEqualStrategyNumber,
-												&log_index->key_subtypes[1]);
-	log_index->key_procs[2] = key_operator_proc(index, KEY_TIMESTAMP,
-												TIMESTAMPTZOID,
-												BTGreaterStrategyNumber,
-												&log_index->key_subtypes[2]);
-	log_index->key_procs[3] = key_operator_proc(index, KEY_TIMESTAMP,
-												TIMESTAMPTZOID,
-												BTLessEqualStrategyNumber,
-												&log_index->key_subtypes[3]);
-	for (int i = 0; i <= KEY_COLUMNS; i++)
+	for (int i = 0; i < SCAN_KEYS; i++)
+	{
+		log_index->key_procs[i] = key_operator_proc(index, scan_keys[i].key,
+													scan_keys[i].strategy);
 		if (!OidIsValid(log_index->key_procs[i]))
 			return false;
+		log_index->key_collations[i] = collations[scan_keys[i].key];
+	}
 	log_index->bytewise_equality =
 		(!OidIsValid(collations[KEY_AGENT]) ||
 		 get_collation_isdeterministic(collations[KEY_AGENT])) &&
 		(!OidIsValid(collations[KEY_VERSION]) ||
 		 get_collation_isdeterministic(collations[KEY_VERSION]));
-	log_index->key_collations[0] = collations[KEY_AGENT];
-	log_index->key_collations[1] = collations[KEY_VERSION];
-	log_index->key_collations[2] = InvalidOid;
-	log_index->key_collations[3] = InvalidOid;
 	return true;
 }
 
@@ -414,21 +415,18 @@ canary_log_index_begin(LogIndex *log_index, const char *agent_id,
 					   const char *version, TimestampTz from, TimestampTz to)
 {
 	LogIndexScan *scan = palloc0(sizeof(LogIndexScan));
-	ScanKeyData keys[KEY_COLUMNS + 1];
-	Datum		arguments[KEY_COLUMNS + 1];
-	static const StrategyNumber strategies[KEY_COLUMNS + 1] = {
-		BTEqualStrategyNumber, BTEqualStrategyNumber,
-		BTGreaterStrategyNumber, BTLessEqualStrategyNumber
-	};
-	static const AttrNumber key_columns[KEY_COLUMNS + 1] = {1, 2, 3, 3};
+	ScanKeyData keys[SCAN_KEYS];
+	Datum		arguments[SCAN_KEYS];
 
 	arguments[0] = CStringGetTextDatum(agent_id);
 	arguments[1] = CStringGetTextDatum(version);
 	arguments[2] = TimestampTzGetDatum(from);
 	arguments[3] = TimestampTzGetDatum(to);
-	for (int i = 0; i <= KEY_COLUMNS; i++)
+	for (int i = 0; i < SCAN_KEYS; i++)
 	{
-		if (i <= KEY_VERSION && log_index->bytewise_equality)
+		int			key = scan_keys[i].key;
+
+		if (key != KEY_TIMESTAMP && log_index->bytewise_equality)
 		{
 			FmgrInfo	equal = {0};
 
@@ -436,15 +434,15 @@ canary_log_index_begin(LogIndex *log_index, const char *agent_id,
 			equal.fn_nargs = 2;
 			equal.fn_strict = true;
 			equal.fn_mcxt = CurrentMemoryContext;
-			ScanKeyEntryInitializeWithInfo(&keys[i], 0, key_columns[i],
-										   strategies[i],
-										   log_index->key_subtypes[i],
+			ScanKeyEntryInitializeWithInfo(&keys[i], 0, key + 1,
+										   scan_keys[i].strategy,
+										   key_types[key],
 										   log_index->key_collations[i],
 										   &equal, arguments[i]);
 		}
 		else
-			ScanKeyEntryInitialize(&keys[i], 0, key_columns[i], strategies[i],
-								   log_index->key_subtypes[i],
+			ScanKeyEntryInitialize(&keys[i], 0, key + 1, scan_keys[i].strategy,
+								   key_types[key],
 								   log_index->key_collations[i],
 								   log_index->key_procs[i], arguments[i]);
 	}
@@ -460,9 +458,9 @@ canary_log_index_begin(LogIndex *log_index, const char *agent_id,
 	scan->index_nulls = palloc(sizeof(bool) *
 							   IndexRelationGetNumberOfAttributes(log_index->index));
 	scan->desc = index_beginscan(log_index->heap, log_index->index,
-								 log_index->snapshot, KEY_COLUMNS + 1, 0);
+								 log_index->snapshot, SCAN_KEYS, 0);
 	scan->desc->xs_want_itup = log_index->index_only;
-	index_rescan(scan->desc, keys, KEY_COLUMNS + 1, NULL, 0);
+	index_rescan(scan->desc, keys, SCAN_KEYS, NULL, 0);
 	return scan;
 }
 
