@@ -623,7 +623,7 @@ BEGIN
 					 first => '-3 minutes', log_table => log_table);
 END
 $$;
--- Collect a scenario from two log tables; return whether the stored rows
+-- Collect a scenario from two log tables.  Return whether the stored rows
 -- agree in everything but their ids, and the requests read.
 CREATE FUNCTION reads_agree(scenario text, direct_table text, sql_table text,
 							OUT agree boolean, OUT baseline_requests bigint,
@@ -658,7 +658,7 @@ SELECT * FROM reads_agree('healthy', 'metrics_test.logs_case_insensitive',
 ROLLBACK;
 
 -- Row-level security applies to the direct read as to SQL: a role that
--- the policy shows only successes reads no errors.
+-- the policy lets see only successes reads no errors.
 CREATE TABLE logs_secured (LIKE logs);
 INSERT INTO logs_secured SELECT * FROM logs;
 CREATE INDEX ON logs_secured (agent_id, version, "timestamp") INCLUDE (status, latency_ms);
