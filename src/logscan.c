@@ -88,7 +88,7 @@ static const struct
 typedef struct LogColumn
 {
 	AttrNumber	heap_attno;
-	int			index_position; /* in the index tuple, from 0; -1 if absent */
+	int			index_position; /* position in the index tuple from 0, or -1 */
 	Oid			type;			/* base type */
 } LogColumn;
 
