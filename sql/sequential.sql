@@ -124,6 +124,22 @@ ORDER BY label;
 SELECT round(log_evidence::numeric, 3) AS log_evidence, evidence > 1e100 AS huge
 FROM canary_sequential_evidence('{30000}', '{100000}', '{20000}', '{100000}');
 
+-- Products of 400 buckets reach far beyond the range of a double in both
+-- directions, and the two odds ratios' products differ by more than that
+-- range.  The evidence still matches the formula, summed in log space here.
+SELECT label, round(log_evidence::numeric, 3) AS log_evidence,
+	   abs(log_evidence - expected) < 1e-9 * abs(expected) AS matches
+FROM (VALUES ('canary better', 0, 10), ('canary worse', 10, 0)) AS v (label, x, y),
+LATERAL (SELECT 400 * ln(formula_ratio(x, 10, y, 20, 1.1)) AS small_psi,
+				400 * ln(formula_ratio(x, 10, y, 20, 30)) AS large_psi) AS l,
+LATERAL (SELECT greatest(small_psi, large_psi) + ln(0.5) +
+				ln(1 + exp(greatest(least(small_psi, large_psi) -
+									greatest(small_psi, large_psi), -700))) AS expected) AS f,
+LATERAL canary_sequential_evidence(array_fill(x::bigint, '{400}'), array_fill(10::bigint, '{400}'),
+								   array_fill(y::bigint, '{400}'), array_fill(20::bigint, '{400}'),
+								   '{1.1,30}') AS e
+ORDER BY label;
+
 --
 -- Buckets without information leave the evidence at exactly 1
 --

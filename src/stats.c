@@ -1437,9 +1437,9 @@ canary_stats_sequential_init(CanarySequentialTest *test,
 	{
 		double		weight = weights ? weights[k] : 1.0;
 
-		test->log_odds_ratio[k] = log(odds_ratios[k]);
-		test->log_weight[k] = weight > 0.0 ?
-			log(weight / total) : -get_float8_infinity();
+		test->odds_ratio[k] = odds_ratios[k];
+		test->weight[k] = weight / total;
+		test->likelihood[k] = 1.0;
 	}
 }
 
@@ -1447,37 +1447,48 @@ canary_stats_sequential_init(CanarySequentialTest *test,
 #define HYPERGEOMETRIC_SHORT_SUPPORT 64
 
 /*
- * Compute what hypergeometric_log_mgf computes, for a support shorter than
- * HYPERGEOMETRIC_SHORT_SUPPORT, with plain products and sums instead of
- * one exp() per term and odds ratio.  With P(u) / P(lowest) as w_u,
- *	 E_0[psi^U] = psi^lowest * sum_u w_u psi^(u - lowest) / sum_u w_u.
- * Returns false, when a sum overflowed or vanished, for the caller to sum
- * in log space instead.
+ * A likelihood product is kept as a mantissa in this range times a power of
+ * two, so that neither part overflows however many tables are added.
+ */
+#define LIKELIHOOD_LOW 0x1p-256
+#define LIKELIHOOD_HIGH 0x1p256
+
+/*
+ * Sum the null law of U in plain arithmetic, for a support shorter than
+ * HYPERGEOMETRIC_SHORT_SUPPORT, instead of with one exp() per term and odds
+ * ratio.  With w_u = P(u) / P(lowest) over the support lowest .. highest
+ * (see hypergeometric_log_mgf_log_space), sets *null_sum to sum_u w_u, sum[k] to
+ * sum_u w_u psi_k^(u - lowest) and power[k] to psi_k^(at - lowest), for a u
+ * named at inside the support.  Then
+ *	 E_0[psi_k^U] = psi_k^lowest * sum[k] / *null_sum.
+ * Returns false, when the support is long or a sum overflowed or vanished,
+ * for the caller to sum in log space instead.
  */
 static bool
-hypergeometric_log_mgf_short(int64 n_c, int64 n_b, int64 events,
-							 const double *log_psi, int count,
-							 double *log_mgf)
+hypergeometric_sums(int64 n_c, int64 n_b, int64 events, const double *psi,
+					int count, int64 at, double *null_sum, double *sum,
+					double *power_at)
 {
 	int64		lowest = Max(0, events - n_b);
 	int64		highest = Min(events, n_c);
 	double		weight = 1.0;	/* P(u) / P(lowest) */
-	double		null_sum = 0.0;
-	double		psi[CANARY_STATS_MAX_ODDS_RATIOS];
 	double		power[CANARY_STATS_MAX_ODDS_RATIOS];	/* psi^(u - lowest) */
-	double		sum[CANARY_STATS_MAX_ODDS_RATIOS];
 	int			k;
 
+	if (highest - lowest >= HYPERGEOMETRIC_SHORT_SUPPORT)
+		return false;
+	*null_sum = 0.0;
 	for (k = 0; k < count; k++)
 	{
-		psi[k] = exp(log_psi[k]);
 		power[k] = 1.0;
 		sum[k] = 0.0;
 	}
 
 	for (int64 u = lowest; u <= highest; u++)
 	{
-		null_sum += weight;
+		if (u == at)
+			memcpy(power_at, power, sizeof(double) * count);
+		*null_sum += weight;
 		for (k = 0; k < count; k++)
 		{
 			sum[k] += weight * power[k];
@@ -1488,34 +1499,30 @@ hypergeometric_log_mgf_short(int64 n_c, int64 n_b, int64 events,
 				((double) (u + 1) * (double) (n_b - events + u + 1));
 	}
 
-	if (!isfinite(null_sum) || null_sum <= 0.0)
+	if (!isfinite(*null_sum) || *null_sum <= 0.0)
 		return false;
 	for (k = 0; k < count; k++)
 		if (!isfinite(sum[k]) || sum[k] <= 0.0)
 			return false;
-
-	for (k = 0; k < count; k++)
-		log_mgf[k] = lowest * log_psi[k] + log(sum[k]) - log(null_sum);
 	return true;
 }
 
 /*
- * Compute log E_0[psi_k^U] for each of count log odds ratios into log_mgf,
- * where U is hypergeometric: the canary's share of `events` events among
- * canary_requests + baseline_requests requests, canary_requests of them the
- * canary's.  The support is max(0, K - n_b) .. min(K, n_c), and consecutive
- * probabilities follow
+ * Compute log E_0[psi_k^U] for each of count log odds ratios into log_mgf
+ * in log space, where U is hypergeometric: the canary's share of `events`
+ * events among canary_requests + baseline_requests requests, canary_requests
+ * of them the canary's.  The support is max(0, K - n_b) .. min(K, n_c), and
+ * consecutive probabilities follow
  *	 P(u + 1) / P(u) = (n_c - u)(K - u) / ((u + 1)(n_b - K + u + 1)),
- * summed in plain arithmetic while the support is short and every sum
- * stays finite and positive, and otherwise in log space, so that no count
- * overflows.
+ * so that no count overflows.
  *
  * NOTE: the run time is linear in the support, up to min(K, n_c) + 1 terms
  * times count, which bounds the cost of a bucket with many requests.
  */
 static void
-hypergeometric_log_mgf(int64 n_c, int64 n_b, int64 events,
-					   const double *log_psi, int count, double *log_mgf)
+hypergeometric_log_mgf_log_space(int64 n_c, int64 n_b, int64 events,
+								 const double *log_psi, int count,
+								 double *log_mgf)
 {
 	int64		lowest = Max(0, events - n_b);
 	int64		highest = Min(events, n_c);
@@ -1526,11 +1533,6 @@ hypergeometric_log_mgf(int64 n_c, int64 n_b, int64 events,
 	double		sum[CANARY_STATS_MAX_ODDS_RATIOS];
 	int64		u;
 	int			k;
-
-	if (highest - lowest < HYPERGEOMETRIC_SHORT_SUPPORT &&
-		hypergeometric_log_mgf_short(n_c, n_b, events, log_psi, count,
-									 log_mgf))
-		return;
 
 	for (k = 0; k < count; k++)
 	{
@@ -1553,34 +1555,89 @@ hypergeometric_log_mgf(int64 n_c, int64 n_b, int64 events,
 }
 
 /*
- * Return log E_0[psi^U] for one odds ratio; see hypergeometric_log_mgf.
+ * Return log E_0[psi^U] for one odds ratio.  It is summed in plain
+ * arithmetic while the support is short and every sum stays finite and
+ * positive, else in log space (see hypergeometric_log_mgf_log_space).
  */
 double
 canary_stats_hypergeometric_log_mgf(int64 canary_requests,
 									int64 baseline_requests, int64 events,
 									double log_odds_ratio)
 {
+	int64		lowest = Max(0, events - baseline_requests);
+	double		psi = exp(log_odds_ratio);
+	double		null_sum;
+	double		sum;
+	double		power;
 	double		log_mgf;
 
-	hypergeometric_log_mgf(canary_requests, baseline_requests, events,
-						   &log_odds_ratio, 1, &log_mgf);
+	if (hypergeometric_sums(canary_requests, baseline_requests, events, &psi,
+							1, lowest, &null_sum, &sum, &power))
+		return lowest * log_odds_ratio + log(sum) - log(null_sum);
+	hypergeometric_log_mgf_log_space(canary_requests, baseline_requests,
+									 events, &log_odds_ratio, 1, &log_mgf);
 	return log_mgf;
 }
 
 /*
- * Return log sum_k w_k exp(log_likelihood[k]) of a mixture.
+ * Multiply likelihood product k of a test by factor, a finite positive
+ * number, keeping the mantissa within LIKELIHOOD_LOW .. LIKELIHOOD_HIGH.
+ */
+static inline void
+scale_likelihood(CanarySequentialTest *test, int k, double factor)
+{
+	int			exponent;
+
+	if (!(factor >= LIKELIHOOD_LOW && factor <= LIKELIHOOD_HIGH))
+	{
+		factor = frexp(factor, &exponent);
+		test->exponent[k] += exponent;
+	}
+	test->likelihood[k] *= factor;
+	if (!(test->likelihood[k] >= LIKELIHOOD_LOW &&
+		  test->likelihood[k] <= LIKELIHOOD_HIGH))
+	{
+		test->likelihood[k] = frexp(test->likelihood[k], &exponent);
+		test->exponent[k] += exponent;
+	}
+}
+
+/*
+ * Multiply likelihood product k of a test by exp(log_factor), a finite
+ * number: by 2^n exp(r) with 0 <= r < log(2).
+ */
+static void
+scale_likelihood_log(CanarySequentialTest *test, int k, double log_factor)
+{
+	double		twos = floor(log_factor / M_LN2);
+
+	test->exponent[k] += (int64) twos;
+	scale_likelihood(test, k, exp(log_factor - twos * M_LN2));
+}
+
+/*
+ * Return log M = log sum_k w_k prod_j L_j(psi_k) of a test.
  */
 static double
-mixture_log_evidence(const CanarySequentialTest *test,
-					 const double *log_likelihood)
+mixture_log_evidence(const CanarySequentialTest *test)
 {
-	double		max = -get_float8_infinity();
+	int64		top = PG_INT64_MIN;
 	double		sum = 0.0;
 	int			k;
 
 	for (k = 0; k < test->count; k++)
-		log_sum_exp_add(&max, &sum, test->log_weight[k] + log_likelihood[k]);
-	return max + log(sum);
+		if (test->weight[k] > 0.0 && test->exponent[k] > top)
+			top = test->exponent[k];
+	for (k = 0; k < test->count; k++)
+	{
+		int64		shift = test->exponent[k] - top;
+		double		term = test->weight[k] * test->likelihood[k];
+
+		if (test->weight[k] <= 0.0 || shift < -2 * DBL_MAX_EXP)
+			continue;
+		sum += shift == 0 ? term : ldexp(term, (int) shift);
+	}
+	return top * M_LN2 + log(sum);
 }
 
 /*
@@ -1590,6 +1647,10 @@ mixture_log_evidence(const CanarySequentialTest *test,
  * it is: its hypergeometric law has a single point, so L = 1.  Counts must
  * be valid (0 <= events <= requests), which canary_stats_check_counts
  * checks for SQL callers.
+ *
+ * L_j(psi_k) = psi_k^x / E_0[psi_k^U] is psi_k^(x - lowest) * null_sum /
+ * sum[k] with the sums of hypergeometric_sums, without exp() or log() per
+ * odds ratio; long supports are summed in log space.
  */
 void
 canary_stats_sequential_add(CanarySequentialTest *test, int64 canary_events,
@@ -1598,7 +1659,9 @@ canary_stats_sequential_add(CanarySequentialTest *test, int64 canary_events,
 {
 	int64		events = canary_events + baseline_events;
 	int64		total = canary_requests + baseline_requests;
-	double		log_mgf[CANARY_STATS_MAX_ODDS_RATIOS];
+	double		null_sum;
+	double		sum[CANARY_STATS_MAX_ODDS_RATIOS];
+	double		power[CANARY_STATS_MAX_ODDS_RATIOS];
 	int			k;
 
 	if (canary_requests == 0 || baseline_requests == 0)
@@ -1617,14 +1680,29 @@ canary_stats_sequential_add(CanarySequentialTest *test, int64 canary_events,
 	if (events == 0 || events == total)
 		return;
 
-	/* L_j(psi_k) = psi_k^x / E_0[psi_k^U] */
-	hypergeometric_log_mgf(canary_requests, baseline_requests, events,
-						   test->log_odds_ratio, test->count, log_mgf);
-	for (k = 0; k < test->count; k++)
-		test->log_likelihood[k] += canary_events * test->log_odds_ratio[k] -
-			log_mgf[k];
+	if (hypergeometric_sums(canary_requests, baseline_requests, events,
+							test->odds_ratio, test->count, canary_events,
+							&null_sum, sum, power))
+	{
+		for (k = 0; k < test->count; k++)
+			scale_likelihood(test, k, power[k] * (null_sum / sum[k]));
+	}
+	else
+	{
+		double		log_psi[CANARY_STATS_MAX_ODDS_RATIOS] = {0};
+		double		log_mgf[CANARY_STATS_MAX_ODDS_RATIOS];
 
-	test->log_evidence = mixture_log_evidence(test, test->log_likelihood);
+		for (k = 0; k < test->count; k++)
+			log_psi[k] = log(test->odds_ratio[k]);
+		hypergeometric_log_mgf_log_space(canary_requests, baseline_requests,
+										 events, log_psi, test->count,
+										 log_mgf);
+		for (k = 0; k < test->count; k++)
+			scale_likelihood_log(test, k,
+								 canary_events * log_psi[k] - log_mgf[k]);
+	}
+
+	test->log_evidence = mixture_log_evidence(test);
 	test->max_log_evidence = Max(test->max_log_evidence, test->log_evidence);
 }
 
@@ -1660,7 +1738,8 @@ double
 canary_stats_rate_log_evidence(const CanarySequentialTest *mixture,
 							   int64 events, int64 requests, double limit)
 {
-	double		log_likelihood[CANARY_STATS_MAX_ODDS_RATIOS];
+	double		max = -get_float8_infinity();
+	double		sum = 0.0;
 	double		odds;
 	int			k;
 
@@ -1672,13 +1751,15 @@ canary_stats_rate_log_evidence(const CanarySequentialTest *mixture,
 	odds = limit / (1.0 - limit);
 	for (k = 0; k < mixture->count; k++)
 	{
-		double		tilted = odds * exp(mixture->log_odds_ratio[k]);
+		double		tilted = odds * mixture->odds_ratio[k];
 		double		q = tilted / (1.0 + tilted);
 
-		log_likelihood[k] = events * log(q / limit) +
-			(requests - events) * (log1p(-q) - log1p(-limit));
+		if (mixture->weight[k] > 0.0)
+			log_sum_exp_add(&max, &sum, log(mixture->weight[k]) +
+							events * log(q / limit) +
+							(requests - events) * (log1p(-q) - log1p(-limit)));
 	}
-	return mixture_log_evidence(mixture, log_likelihood);
+	return max + log(sum);
 }
 
 

@@ -95,9 +95,11 @@ extern void canary_stats_two_proportion_z(int64 canary_errors,
 typedef struct CanarySequentialTest
 {
 	int			count;			/* odds ratios in the mixture */
-	double		log_odds_ratio[CANARY_STATS_MAX_ODDS_RATIOS];
-	double		log_weight[CANARY_STATS_MAX_ODDS_RATIOS];	/* weights sum to 1 */
-	double		log_likelihood[CANARY_STATS_MAX_ODDS_RATIOS];	/* log prod_j L_j */
+	double		odds_ratio[CANARY_STATS_MAX_ODDS_RATIOS];
+	double		weight[CANARY_STATS_MAX_ODDS_RATIOS];	/* weights sum to 1 */
+	/* prod_j L_j of odds ratio k is likelihood[k] * 2^exponent[k] */
+	double		likelihood[CANARY_STATS_MAX_ODDS_RATIOS];
+	int64		exponent[CANARY_STATS_MAX_ODDS_RATIOS];
 	double		log_evidence;	/* log M after the last table */
 	double		max_log_evidence;	/* largest log M after any table, or 0 */
 	int64		buckets;		/* tables with requests of both versions */
