@@ -753,13 +753,14 @@ check_log_columns(const LogTable *table, const RolloutSettings *rollout)
  */
 
 /*
- * Add one value to a sample.  Past the cap, Algorithm R keeps a uniform
- * sample: the n-th value replaces a random kept one with probability cap/n.
+ * Add one value to a sample: sample_add without its common case.  Past the
+ * cap, Algorithm R keeps a uniform sample: the n-th value replaces a random
+ * kept one with probability cap/n.
  * NOTE: which values are kept depends on the order they arrive in, and rows
  * with equal timestamps can arrive in another order through another index.
  */
-static void
-sample_add(ValueSample *sample, MemoryContext context, double value)
+static pg_noinline void
+sample_add_slow(ValueSample *sample, MemoryContext context, double value)
 {
 	uint64		slot;
 
@@ -787,6 +788,23 @@ sample_add(ValueSample *sample, MemoryContext context, double value)
 	slot = pg_prng_uint64_range(&sample->prng, 0, (uint64) sample->count - 1);
 	if (slot < CANARY_METRICS_MAX_SAMPLE)
 		sample->values[slot] = value;
+}
+
+/*
+ * Add one value to a sample; see sample_add_slow.  A finite value that
+ * fits into the values allocated is kept here.
+ */
+static inline void
+sample_add(ValueSample *sample, MemoryContext context, double value)
+{
+	if (likely(sample->kept < sample->capacity && isfinite(value)))
+	{
+		sample->count++;
+		sample->sum += value;
+		sample->values[sample->kept++] = value;
+		return;
+	}
+	sample_add_slow(sample, context, value);
 }
 
 /*
@@ -930,26 +948,41 @@ count_beyond(const double *values, int n, double cut, bool below)
 	return count;
 }
 
+/* Values of both versions of a bucket, reused from bucket to bucket */
+typedef struct PooledValues
+{
+	MemoryContext context;
+	int			capacity;
+	double	   *values;
+} PooledValues;
+
 /*
  * Compute count percentiles, fractions in ascending order, of both
  * versions' values of a bucket's column taken together.  Returns false,
  * computing nothing, when either version has no value.
  */
 static bool
-pooled_percentiles(const ValueSample *canary, const ValueSample *baseline,
-				   const double *fractions, int count, double *results)
+pooled_percentiles(PooledValues *pooled, const ValueSample *canary,
+				   const ValueSample *baseline, const double *fractions,
+				   int count, double *results)
 {
 	int			n = canary->kept + baseline->kept;
-	double	   *pooled;
 
 	if (canary->kept == 0 || baseline->kept == 0)
 		return false;
-	pooled = palloc(sizeof(double) * n);
-	memcpy(pooled, canary->values, sizeof(double) * canary->kept);
-	memcpy(pooled + canary->kept, baseline->values,
+	if (n > pooled->capacity)
+	{
+		pooled->capacity = Max(n, 2 * pooled->capacity);
+		if (pooled->values != NULL)
+			pfree(pooled->values);
+		pooled->values = MemoryContextAlloc(pooled->context,
+											sizeof(double) * pooled->capacity);
+	}
+	memcpy(pooled->values, canary->values, sizeof(double) * canary->kept);
+	memcpy(pooled->values + canary->kept, baseline->values,
 		   sizeof(double) * baseline->kept);
-	canary_stats_percentiles_select(pooled, n, fractions, count, results);
-	pfree(pooled);
+	canary_stats_percentiles_select(pooled->values, n, fractions, count,
+									results);
 	return true;
 }
 
@@ -990,8 +1023,8 @@ bucket_excluded(const SequentialEvidence *e, int64 j)
  * Judge one bucket: add its tables to every test.
  */
 static void
-judge_bucket(Collection *collection, BucketSide *canary,
-			 BucketSide *baseline, int64 j)
+judge_bucket(Collection *collection, PooledValues *pooled,
+			 BucketSide *canary, BucketSide *baseline, int64 j)
 {
 	/* The latency tests count values above the median and the p95. */
 	static const double latency_cuts[] = {0.50, 0.95};
@@ -1014,7 +1047,7 @@ judge_bucket(Collection *collection, BucketSide *canary,
 	canary_stats_sequential_add(&e->tests[SEQUENTIAL_ERRORS],
 								canary->errors, canary->requests,
 								baseline->errors, baseline->requests);
-	if (pooled_percentiles(&canary->samples[0], &baseline->samples[0],
+	if (pooled_percentiles(pooled, &canary->samples[0], &baseline->samples[0],
 						   latency_cuts, lengthof(latency_cuts), cuts))
 	{
 		add_value_table(&e->tests[SEQUENTIAL_LATENCY_SHIFT],
@@ -1025,7 +1058,7 @@ judge_bucket(Collection *collection, BucketSide *canary,
 						false);
 	}
 	for (int i = 0; i < r->metric_count; i++)
-		if (pooled_percentiles(&canary->samples[i + 1],
+		if (pooled_percentiles(pooled, &canary->samples[i + 1],
 							   &baseline->samples[i + 1], &median, 1, cuts))
 			add_value_table(&e->tests[SEQUENTIAL_FIRST_EXTRA + i],
 							&canary->samples[i + 1], &baseline->samples[i + 1],
@@ -1419,9 +1452,8 @@ typedef struct LogReader
 	bool		bucketed;		/* the sequential judge reads buckets */
 	bool		bucket_open;	/* sides hold the rows of bucket */
 	int64		bucket;
-	TimestampTz bucket_start;	/* the open bucket is (start, start + width] */
 	BucketSide	sides[2];
-	MemoryContext bucket_context;
+	PooledValues pooled;		/* the judge's scratch space */
 	int			plan_choice;	/* the log table's plan_choice */
 	LogIndex   *log_index;		/* direct scans, or NULL to read with SQL */
 	LogStream	streams[2];
@@ -1624,14 +1656,11 @@ stream_scan(LogStream *stream)
 }
 
 /*
- * Whether the stream has a row to merge, fetching the next batch when the
- * current one is used up.
+ * Fetch a stream's next batch, and return whether it has a row.
  */
-static bool
-stream_has_row(LogStream *stream)
+static pg_noinline bool
+stream_fetch(LogStream *stream)
 {
-	if (stream->next < stream->rows)
-		return true;
 	if (stream->done)
 		return false;
 	stream->rows = 0;
@@ -1644,6 +1673,16 @@ stream_has_row(LogStream *stream)
 	if (stream->rows < LOG_BATCH_ROWS)
 		stream->done = true;
 	return stream->rows > 0;
+}
+
+/*
+ * Whether the stream has a row to read, fetching the next batch when the
+ * current one is used up.
+ */
+static inline bool
+stream_has_row(LogStream *stream)
+{
+	return stream->next < stream->rows || stream_fetch(stream);
 }
 
 /*
@@ -1666,15 +1705,11 @@ stream_close(LogStream *stream)
 static void
 reader_close_bucket(LogReader *reader)
 {
-	MemoryContext old_context;
-
 	if (!reader->bucket_open)
 		return;
-	old_context = MemoryContextSwitchTo(reader->bucket_context);
-	judge_bucket(reader->collection, &reader->sides[SIDE_CANARY],
-				 &reader->sides[SIDE_BASELINE], reader->bucket);
-	MemoryContextSwitchTo(old_context);
-	MemoryContextReset(reader->bucket_context);
+	judge_bucket(reader->collection, &reader->pooled,
+				 &reader->sides[SIDE_CANARY], &reader->sides[SIDE_BASELINE],
+				 reader->bucket);
 	reader->bucket_open = false;
 }
 
@@ -1724,38 +1759,35 @@ window_add(LogReader *reader, VersionWindow *window, const LogStream *stream,
 }
 
 /*
- * Count row `row` of a stream's batch into its bucket, judging the
- * previous bucket first when the row starts a new one.
+ * Open the bucket that contains timestamp, judging the open one first, and
+ * return its end.
  */
-static void
-bucket_add(LogReader *reader, int side, const LogStream *stream, int row)
+static TimestampTz
+reader_open_bucket(LogReader *reader, TimestampTz timestamp)
 {
 	SequentialEvidence *e = &reader->collection->evidence;
-	TimestampTz timestamp = stream->timestamps[row];
-	int64		bucket;
+	int64		bucket = (timestamp - e->origin - 1) / e->bucket_usecs;
+
+	reader_close_bucket(reader);
+	if (e->origin + bucket * e->bucket_usecs >= e->settled)
+		reader_checkpoint(reader);
+	bucket_reset(&reader->sides[SIDE_BASELINE], reader->value_count);
+	bucket_reset(&reader->sides[SIDE_CANARY], reader->value_count);
+	reader->bucket = bucket;
+	reader->bucket_open = true;
+	return e->origin + (bucket + 1) * e->bucket_usecs;
+}
+
+/*
+ * Count row `row` of a stream's batch into the open bucket.
+ */
+static inline void
+bucket_add(LogReader *reader, int side, const LogStream *stream, int row)
+{
 	BucketSide *target = &reader->sides[side];
 	int			class = stream->classes[row];
 	const double *values = &stream->values[row * stream->value_count];
 	const bool *nulls = &stream->nulls[row * stream->value_count];
-
-	/* Most rows fall in the open bucket, and then no division is needed. */
-	if (reader->bucket_open && timestamp > reader->bucket_start &&
-		timestamp <= reader->bucket_start + e->bucket_usecs)
-		bucket = reader->bucket;
-	else
-		bucket = (timestamp - e->origin - 1) / e->bucket_usecs;
-
-	if (!reader->bucket_open || bucket != reader->bucket)
-	{
-		reader_close_bucket(reader);
-		if (e->origin + bucket * e->bucket_usecs >= e->settled)
-			reader_checkpoint(reader);
-		bucket_reset(&reader->sides[SIDE_BASELINE], reader->value_count);
-		bucket_reset(&reader->sides[SIDE_CANARY], reader->value_count);
-		reader->bucket = bucket;
-		reader->bucket_start = e->origin + bucket * e->bucket_usecs;
-		reader->bucket_open = true;
-	}
 
 	if (class == LOG_STATUS_SUCCESS || class == LOG_STATUS_ERROR)
 		target->requests++;
@@ -1768,14 +1800,13 @@ bucket_add(LogReader *reader, int side, const LogStream *stream, int row)
 }
 
 /*
- * Sort the next row of a version into its window, the stage count and its
- * bucket.
+ * Sort the next row of a version into its window and the stage count, and
+ * return its position in the stream's batch.
  */
-static void
+static inline int
 reader_take(LogReader *reader, int side)
 {
 	LogStream  *stream = &reader->streams[side];
-	SequentialEvidence *e = &reader->collection->evidence;
 	int			row = stream->next++;
 	TimestampTz timestamp = stream->timestamps[row];
 
@@ -1785,8 +1816,7 @@ reader_take(LogReader *reader, int side)
 	if (timestamp > reader->stage_ranges[side].from &&
 		timestamp <= reader->stage_ranges[side].to)
 		reader->stage_rows[side]++;
-	if (reader->bucketed && timestamp > e->judged_from && timestamp <= e->end)
-		bucket_add(reader, side, stream, row);
+	return row;
 }
 
 /*
@@ -1819,33 +1849,52 @@ range_cover(TimeRange *hull, const TimeRange *range)
 }
 
 /*
- * Read both versions' streams merged by "timestamp", the baseline first on
- * a tie.
+ * Read both versions' streams for the sequential judge.  The rows of each
+ * bucket are read the baseline's first, then the canary's, and the bucket
+ * is judged when a row of a later one arrives.  Rows outside the buckets
+ * are merged by "timestamp", the baseline first on a tie.  Each version's
+ * rows keep their order, which is all the windows and buckets depend on.
  */
 static void
 reader_merge(LogReader *reader)
 {
+	SequentialEvidence *e = &reader->collection->evidence;
+	LogStream  *baseline = &reader->streams[SIDE_BASELINE];
+	LogStream  *canary = &reader->streams[SIDE_CANARY];
+
 	for (;;)
 	{
-		bool		baseline_row = stream_has_row(&reader->streams[SIDE_BASELINE]);
-		bool		canary_row = stream_has_row(&reader->streams[SIDE_CANARY]);
+		bool		baseline_row = stream_has_row(baseline);
+		bool		canary_row = stream_has_row(canary);
+		LogStream  *first;
+		TimestampTz bucket_end;
 
 		if (baseline_row && canary_row)
-		{
-			LogStream  *baseline = &reader->streams[SIDE_BASELINE];
-			LogStream  *canary = &reader->streams[SIDE_CANARY];
-
-			reader_take(reader,
-						baseline->timestamps[baseline->next] <=
-						canary->timestamps[canary->next] ?
-						SIDE_BASELINE : SIDE_CANARY);
-		}
+			first = baseline->timestamps[baseline->next] <=
+				canary->timestamps[canary->next] ? baseline : canary;
 		else if (baseline_row)
-			reader_take(reader, SIDE_BASELINE);
+			first = baseline;
 		else if (canary_row)
-			reader_take(reader, SIDE_CANARY);
+			first = canary;
 		else
 			break;
+
+		if (first->timestamps[first->next] <= e->judged_from ||
+			first->timestamps[first->next] > e->end)
+		{
+			reader_take(reader, first == baseline ? SIDE_BASELINE : SIDE_CANARY);
+			continue;
+		}
+
+		bucket_end = reader_open_bucket(reader, first->timestamps[first->next]);
+		for (int side = SIDE_BASELINE; side <= SIDE_CANARY; side++)
+		{
+			LogStream  *stream = &reader->streams[side];
+
+			while (stream_has_row(stream) &&
+				   stream->timestamps[stream->next] <= bucket_end)
+				bucket_add(reader, side, stream, reader_take(reader, side));
+		}
 	}
 }
 
@@ -1924,9 +1973,7 @@ read_log(Collection *collection, const LogTable *table)
 	reader.bucketed = collection->sequential && e->computed;
 	if (reader.bucketed)
 	{
-		reader.bucket_context = AllocSetContextCreate(CurrentMemoryContext,
-													  "canary sequential bucket",
-													  ALLOCSET_DEFAULT_SIZES);
+		reader.pooled.context = CurrentMemoryContext;
 		for (int side = SIDE_BASELINE; side <= SIDE_CANARY; side++)
 			reader.sides[side].samples =
 				palloc0(reader.value_count * sizeof(ValueSample));
@@ -1951,9 +1998,8 @@ read_log(Collection *collection, const LogTable *table)
 
 	/*
 	 * Without buckets, each version's rows count only toward that version,
-	 * so the versions are read one after the other.  With buckets, they are
-	 * merged by "timestamp", the baseline first on a tie, so that a bucket is
-	 * complete when a row of a later one arrives.
+	 * so the versions are read one after the other.  With buckets, both
+	 * versions' rows of a bucket are read before the next bucket's.
 	 */
 	if (!reader.bucketed)
 	{
@@ -1972,7 +2018,6 @@ read_log(Collection *collection, const LogTable *table)
 	{
 		reader_close_bucket(&reader);
 		reader_checkpoint(&reader);
-		MemoryContextDelete(reader.bucket_context);
 	}
 	collection->stage_canary_requests =
 		collection->canary.requests + reader.stage_rows[SIDE_CANARY];
