@@ -94,7 +94,7 @@
  * Layout version of the test states in canary.sequential_evidence.  Raise
  * it when CanarySequentialTest changes meaning without changing size.
  */
-#define SEQUENTIAL_EVIDENCE_LAYOUT 1
+#define SEQUENTIAL_EVIDENCE_LAYOUT 2
 
 /* Tests of the sequential judge, in order; extra metrics follow. */
 #define SEQUENTIAL_ERRORS 0
@@ -279,6 +279,7 @@ typedef struct Collection
 	TimestampTz baseline_window_end;
 	bool		historic_baseline;
 	bool		sequential;		/* analysis is 'sequential' */
+	bool		keep_evidence;	/* store the sequential evidence */
 	SequentialEvidence evidence;
 	MemoryContext values_context;
 	VersionWindow baseline;
@@ -1356,7 +1357,10 @@ prepare_sequential(Collection *collection, const LogTable *table,
 	e->judged_from = e->origin;
 	load_sequential_state(deployment_id, r);
 	set_traffic_changes(collection);
-	e->settings = evidence_settings(collection, table);
+
+	/* The settings are needed only to match stored evidence or store it. */
+	if (r->has_stored_evidence || collection->keep_evidence)
+		e->settings = evidence_settings(collection, table);
 	restore_evidence(collection);
 
 	/*
@@ -1381,10 +1385,11 @@ prepare_sequential(Collection *collection, const LogTable *table,
  * is scanned directly (see logscan.c).  Any other table is read through a
  * cursor whose batches go from the executor straight into a LogStream's
  * arrays through a DestReceiver, so no row is formed into a tuple for SPI.
- * For the sequential judge the two streams are merged by "timestamp".  Each
- * row then counts toward its version's window, toward the stage rows before
- * the window that min_samples counts, and toward the current bucket of the
- * sequential judge, as its timestamp falls.  A bucket is judged as soon as a row of a later bucket arrives.
+ * For the sequential judge both streams are read one bucket at a time.  Each
+ * row counts toward its version's window, toward the stage rows before the
+ * window that min_samples counts, and toward the current bucket of the
+ * sequential judge, as its timestamp falls.  A bucket is judged when the
+ * next bucket with rows opens.
  * Each version's range is the smallest one that covers all three, so every
  * row is read once, and memory contains one batch per version and one
  * bucket.
@@ -1851,9 +1856,10 @@ range_cover(TimeRange *hull, const TimeRange *range)
 /*
  * Read both versions' streams for the sequential judge.  The rows of each
  * bucket are read the baseline's first, then the canary's, and the bucket
- * is judged when a row of a later one arrives.  Rows outside the buckets
- * are merged by "timestamp", the baseline first on a tie.  Each version's
- * rows keep their order, which is all the windows and buckets depend on.
+ * is judged when the next bucket with rows opens, or after the last row.
+ * Rows outside the buckets are merged by "timestamp", the baseline first on
+ * a tie.  Each version's rows keep their order, which is all the windows
+ * and buckets depend on.
  */
 static void
 reader_merge(LogReader *reader)
@@ -2718,7 +2724,9 @@ static const char *const verdict_names[] = {
 
 /*
  * A jsonb value under construction.  Values are pushed straight into the
- * jsonb builder, so no JSON text is written and parsed again.
+ * jsonb builder, so no JSON text is written and parsed again.  The writers
+ * below push each object's keys in jsonb's own order (shorter keys first,
+ * keys of equal length bytewise), so the builder's sort finds them sorted.
  */
 typedef struct JsonWriter
 {
@@ -2855,20 +2863,20 @@ write_version_figures(JsonWriter *w, const char *key,
 	json_open(w, key);
 	if (index < 0)
 	{
-		json_int(w, "requests", window->requests);
-		json_int(w, "errors", window->errors);
 		json_number(w, "rate", window->error_rate);
+		json_int(w, "errors", window->errors);
+		json_int(w, "requests", window->requests);
 	}
 	else
 	{
 		const ValueSample *s = &window->samples[index];
 
-		json_int(w, "count", s->count);
-		json_int(w, "missing", s->missing);
-		json_number(w, "mean", s->mean);
 		json_number(w, "p50", s->p50);
 		json_number(w, "p95", s->p95);
 		json_number(w, "p99", s->p99);
+		json_number(w, "mean", s->mean);
+		json_int(w, "count", s->count);
+		json_int(w, "missing", s->missing);
 		json_bool(w, "sampled", s->sampled);
 	}
 	json_close(w);
@@ -2883,17 +2891,17 @@ write_sequential_test(JsonWriter *w, const SequentialEvidence *e, int i)
 	const CanarySequentialTest *t = &e->tests[i];
 
 	json_open(w, NULL);
-	json_string(w, "metric", e->names[i]);
 	json_string(w, "events", e->events[i]);
 	json_bool(w, "failed", e->failed[i]);
-	json_number(w, "log_evidence", t->log_evidence);
-	json_number(w, "max_log_evidence", t->max_log_evidence);
+	json_string(w, "metric", e->names[i]);
 	json_int(w, "buckets", t->buckets);
-	json_int(w, "canary_events", t->canary_events);
-	json_int(w, "canary_requests", t->canary_requests);
-	json_int(w, "baseline_events", t->baseline_events);
-	json_int(w, "baseline_requests", t->baseline_requests);
 	json_number(w, "odds_ratio", canary_stats_sequential_odds_ratio(t));
+	json_number(w, "log_evidence", t->log_evidence);
+	json_int(w, "canary_events", t->canary_events);
+	json_int(w, "baseline_events", t->baseline_events);
+	json_int(w, "canary_requests", t->canary_requests);
+	json_number(w, "max_log_evidence", t->max_log_evidence);
+	json_int(w, "baseline_requests", t->baseline_requests);
 	json_close(w);
 }
 
@@ -2907,29 +2915,29 @@ write_sequential_details(JsonWriter *w, const Collection *collection)
 	const SequentialEvidence *e = &collection->evidence;
 
 	json_open(w, "sequential");
-	json_bool(w, "computed", e->computed);
-	json_string(w, "origin", e->computed ? timestamptz_to_str(e->origin) : NULL);
 	json_string(w, "end", e->computed ? timestamptz_to_str(e->end) : NULL);
-	json_number(w, "bucket_seconds", (double) e->bucket_usecs / USECS_PER_SEC);
-	json_int(w, "complete_buckets", e->complete_buckets);
-	json_int(w, "excluded_buckets", e->excluded_buckets);
-	json_string(w, "stored_until",
-				e->restored ? timestamptz_to_str(e->judged_from) : NULL);
-	json_number(w, "test_alpha", e->test_alpha);
-	json_number(w, "log_threshold", e->log_threshold);
 	json_open_array(w, "tests");
 	for (int i = 0; i < e->test_count; i++)
 		write_sequential_test(w, e, i);
 	json_close_array(w);
+	json_string(w, "origin", e->computed ? timestamptz_to_str(e->origin) : NULL);
+	json_bool(w, "computed", e->computed);
+	json_number(w, "test_alpha", e->test_alpha);
+	json_string(w, "stored_until",
+				e->restored ? timestamptz_to_str(e->judged_from) : NULL);
+	json_number(w, "log_threshold", e->log_threshold);
+	json_number(w, "bucket_seconds", (double) e->bucket_usecs / USECS_PER_SEC);
+	json_int(w, "complete_buckets", e->complete_buckets);
 	json_open(w, "error_rate_limit");
-	json_int(w, "canary_errors", e->canary_errors);
-	json_int(w, "canary_requests", e->canary_requests);
-	json_number(w, "canary_log_evidence", e->canary_rate_log_evidence);
-	json_int(w, "baseline_errors", e->baseline_errors);
-	json_int(w, "baseline_requests", e->baseline_requests);
-	json_number(w, "baseline_log_evidence", e->baseline_rate_log_evidence);
 	json_bool(w, "breached", e->rate_breached);
+	json_int(w, "canary_errors", e->canary_errors);
+	json_int(w, "baseline_errors", e->baseline_errors);
+	json_int(w, "canary_requests", e->canary_requests);
+	json_int(w, "baseline_requests", e->baseline_requests);
+	json_number(w, "canary_log_evidence", e->canary_rate_log_evidence);
+	json_number(w, "baseline_log_evidence", e->baseline_rate_log_evidence);
 	json_close(w);
+	json_int(w, "excluded_buckets", e->excluded_buckets);
 	json_close(w);
 }
 
@@ -2944,34 +2952,34 @@ build_details(const Collection *collection)
 	JsonWriter	w = {0};
 
 	json_open(&w, NULL);
-	json_string(&w, "analysis", collection->rollout.analysis);
 	json_number(&w, "alpha", collection->rollout.alpha);
-	json_int(&w, "min_samples", collection->rollout.min_samples);
 	json_open(&w, "metrics");
 	for (int i = 0; i < collection->comparison_count; i++)
 	{
 		const MetricComparison *m = &collection->comparisons[i];
 
 		json_open(&w, m->name);
-		json_string(&w, "verdict", m->verdict);
-		json_bool(&w, "failed", m->failed);
-		json_string(&w, "direction", m->decrease_is_bad ? "decrease_is_bad" : "increase_is_bad");
-		json_number(&w, "tolerance", m->tolerance);
-		json_bool(&w, "critical", m->critical);
-		json_bool(&w, "must_have_data", m->must_have_data);
-		json_string(&w, "test", m->test);
-		json_number(&w, "statistic", m->statistic);
 		json_number(&w, "z", m->z);
-		json_number(&w, "p_value", m->p_value);
-		json_number(&w, "effect", m->effect);
-		json_number(&w, "relative_effect", m->relative_effect);
+		json_string(&w, "test", m->test);
 		write_version_figures(&w, "canary", &collection->canary, i - 1);
+		json_number(&w, "effect", m->effect);
+		json_bool(&w, "failed", m->failed);
+		json_number(&w, "p_value", m->p_value);
+		json_string(&w, "verdict", m->verdict);
 		write_version_figures(&w, "baseline", &collection->baseline, i - 1);
+		json_bool(&w, "critical", m->critical);
+		json_string(&w, "direction", m->decrease_is_bad ? "decrease_is_bad" : "increase_is_bad");
+		json_number(&w, "statistic", m->statistic);
+		json_number(&w, "tolerance", m->tolerance);
+		json_bool(&w, "must_have_data", m->must_have_data);
+		json_number(&w, "relative_effect", m->relative_effect);
 		json_close(&w);
 	}
 	json_close(&w);
+	json_string(&w, "analysis", collection->rollout.analysis);
 	if (collection->sequential)
 		write_sequential_details(&w, collection);
+	json_int(&w, "min_samples", collection->rollout.min_samples);
 	json_close(&w);
 	return JsonbValueToJsonb(w.result);
 }
@@ -3323,6 +3331,7 @@ canary_metrics_collect(const pg_uuid_t *deployment_id, const Interval *window,
 
 	collection = palloc0(sizeof(Collection));
 	collection->at = at;
+	collection->keep_evidence = keep_evidence;
 	collection->values_context = AllocSetContextCreate(caller,
 													   "canary metrics values",
 													   ALLOCSET_DEFAULT_SIZES);
@@ -3334,7 +3343,7 @@ canary_metrics_collect(const pg_uuid_t *deployment_id, const Interval *window,
 	collect(collection, deployment_id, window);
 	summary->metrics_id = store_metrics(collection, deployment_id, want_row,
 										&stored);
-	if (keep_evidence && collection->sequential)
+	if (collection->keep_evidence && collection->sequential)
 		store_evidence(collection, deployment_id);
 
 	/* Copy the summary into the caller's context before SPI frees its own. */
