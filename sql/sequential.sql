@@ -140,6 +140,21 @@ LATERAL canary_sequential_evidence(array_fill(x::bigint, '{400}'), array_fill(10
 								   '{1.1,30}') AS e
 ORDER BY label;
 
+-- A weight of 1e-300 on the odds ratio whose product is largest: its term
+-- still counts and the evidence stays finite.
+SELECT n, round(log_evidence::numeric, 3) AS log_evidence,
+	   abs(log_evidence - expected) < 1e-9 * abs(expected) AS matches
+FROM (VALUES (168), (1000)) AS v (n),
+LATERAL (SELECT ln(1e-300) + n * ln(formula_ratio(0, 10, 10, 20, 1.1)) AS small_psi,
+				n * ln(formula_ratio(0, 10, 10, 20, 30)) AS large_psi) AS l,
+LATERAL (SELECT greatest(small_psi, large_psi) +
+				ln(1 + exp(greatest(least(small_psi, large_psi) -
+									greatest(small_psi, large_psi), -700))) AS expected) AS f,
+LATERAL canary_sequential_evidence(array_fill(0::bigint, ARRAY[n]), array_fill(10::bigint, ARRAY[n]),
+								   array_fill(10::bigint, ARRAY[n]), array_fill(20::bigint, ARRAY[n]),
+								   '{1.1,30}', '{1e-300,1}') AS e
+ORDER BY n;
+
 --
 -- Buckets without information leave the evidence at exactly 1
 --

@@ -94,7 +94,7 @@
  * Layout version of the test states in canary.sequential_evidence.  Raise
  * it when CanarySequentialTest changes meaning without changing size.
  */
-#define SEQUENTIAL_EVIDENCE_LAYOUT 2
+#define SEQUENTIAL_EVIDENCE_LAYOUT 3
 
 /* Tests of the sequential judge, in order; extra metrics follow. */
 #define SEQUENTIAL_ERRORS 0
@@ -1764,8 +1764,9 @@ window_add(LogReader *reader, VersionWindow *window, const LogStream *stream,
 }
 
 /*
- * Open the bucket that contains timestamp, judging the open one first, and
- * return its end.
+ * Open the bucket that contains timestamp and return its end.  The open
+ * bucket is judged first, and the evidence is copied as the checkpoint
+ * when the new bucket starts at or after "settled".
  */
 static TimestampTz
 reader_open_bucket(LogReader *reader, TimestampTz timestamp)
@@ -2725,8 +2726,9 @@ static const char *const verdict_names[] = {
 /*
  * A jsonb value under construction.  Values are pushed straight into the
  * jsonb builder, so no JSON text is written and parsed again.  The writers
- * below push each object's keys in jsonb's own order (shorter keys first,
- * keys of equal length bytewise), so the builder's sort finds them sorted.
+ * below push the fixed keys of each object in jsonb's own order (shorter
+ * keys first, keys of equal length bytewise), so the builder's sort finds
+ * them sorted.
  */
 typedef struct JsonWriter
 {

@@ -1437,9 +1437,12 @@ canary_stats_sequential_init(CanarySequentialTest *test,
 	{
 		double		weight = weights ? weights[k] : 1.0;
 
+		int			exponent;
+
 		test->odds_ratio[k] = odds_ratios[k];
 		test->weight[k] = weight / total;
-		test->likelihood[k] = 1.0;
+		test->likelihood[k] = frexp(test->weight[k], &exponent);
+		test->exponent[k] = exponent;
 	}
 }
 
@@ -1457,9 +1460,9 @@ canary_stats_sequential_init(CanarySequentialTest *test,
  * Sum the null law of U in plain arithmetic, for a support shorter than
  * HYPERGEOMETRIC_SHORT_SUPPORT, instead of with one exp() per term and odds
  * ratio.  With w_u = P(u) / P(lowest) over the support lowest .. highest
- * (see hypergeometric_log_mgf_log_space), sets *null_sum to sum_u w_u, sum[k] to
- * sum_u w_u psi_k^(u - lowest) and power[k] to psi_k^(at - lowest), for a u
- * named at inside the support.  Then
+ * (see hypergeometric_log_mgf_log_space), sets *null_sum to sum_u w_u,
+ * sum[k] to sum_u w_u psi_k^(u - lowest) and power_at[k] to
+ * psi_k^(at - lowest), for a u named at inside the support.  Then
  *	 E_0[psi_k^U] = psi_k^lowest * sum[k] / *null_sum.
  * Returns false, when the support is long or a sum overflowed or vanished,
  * for the caller to sum in log space instead.
@@ -1555,39 +1558,17 @@ hypergeometric_log_mgf_log_space(int64 n_c, int64 n_b, int64 events,
 }
 
 /*
- * Return log E_0[psi^U] for one odds ratio.  It is summed in plain
- * arithmetic while the support is short and every sum stays finite and
- * positive, else in log space (see hypergeometric_log_mgf_log_space).
- */
-double
-canary_stats_hypergeometric_log_mgf(int64 canary_requests,
-									int64 baseline_requests, int64 events,
-									double log_odds_ratio)
-{
-	int64		lowest = Max(0, events - baseline_requests);
-	double		psi = exp(log_odds_ratio);
-	double		null_sum;
-	double		sum;
-	double		power;
-	double		log_mgf;
-
-	if (hypergeometric_sums(canary_requests, baseline_requests, events, &psi,
-							1, lowest, &null_sum, &sum, &power))
-		return lowest * log_odds_ratio + log(sum) - log(null_sum);
-	hypergeometric_log_mgf_log_space(canary_requests, baseline_requests,
-									 events, &log_odds_ratio, 1, &log_mgf);
-	return log_mgf;
-}
-
-/*
- * Multiply likelihood product k of a test by factor, a finite positive
- * number, keeping the mantissa within LIKELIHOOD_LOW .. LIKELIHOOD_HIGH.
+ * Multiply weighted likelihood product k of a test by factor, a finite
+ * positive number, keeping the mantissa within LIKELIHOOD_LOW ..
+ * LIKELIHOOD_HIGH.  A product of weight 0 stays 0.
  */
 static inline void
 scale_likelihood(CanarySequentialTest *test, int k, double factor)
 {
 	int			exponent;
 
+	if (test->likelihood[k] == 0.0)
+		return;
 	if (!(factor >= LIKELIHOOD_LOW && factor <= LIKELIHOOD_HIGH))
 	{
 		factor = frexp(factor, &exponent);
@@ -1603,8 +1584,8 @@ scale_likelihood(CanarySequentialTest *test, int k, double factor)
 }
 
 /*
- * Multiply likelihood product k of a test by exp(log_factor), a finite
- * number: by 2^n exp(r) with 0 <= r < log(2).
+ * Multiply weighted likelihood product k of a test by exp(log_factor), a
+ * finite number: by 2^n exp(r) with 0 <= r < log(2).
  */
 static void
 scale_likelihood_log(CanarySequentialTest *test, int k, double log_factor)
@@ -1616,7 +1597,9 @@ scale_likelihood_log(CanarySequentialTest *test, int k, double log_factor)
 }
 
 /*
- * Return log M = log sum_k w_k prod_j L_j(psi_k) of a test.
+ * Return log M = log sum_k w_k prod_j L_j(psi_k) of a test.  The term with
+ * the highest power of two has a mantissa of at least LIKELIHOOD_LOW, so
+ * the sum is positive.
  */
 static double
 mixture_log_evidence(const CanarySequentialTest *test)
@@ -1626,16 +1609,16 @@ mixture_log_evidence(const CanarySequentialTest *test)
 	int			k;
 
 	for (k = 0; k < test->count; k++)
-		if (test->weight[k] > 0.0 && test->exponent[k] > top)
+		if (test->likelihood[k] > 0.0 && test->exponent[k] > top)
 			top = test->exponent[k];
 	for (k = 0; k < test->count; k++)
 	{
 		int64		shift = test->exponent[k] - top;
-		double		term = test->weight[k] * test->likelihood[k];
 
-		if (test->weight[k] <= 0.0 || shift < -2 * DBL_MAX_EXP)
+		if (test->likelihood[k] == 0.0 || shift < -2 * DBL_MAX_EXP)
 			continue;
-		sum += shift == 0 ? term : ldexp(term, (int) shift);
+		sum += shift == 0 ? test->likelihood[k] :
+			ldexp(test->likelihood[k], (int) shift);
 	}
 	return top * M_LN2 + log(sum);
 }
@@ -1650,7 +1633,8 @@ mixture_log_evidence(const CanarySequentialTest *test)
  *
  * L_j(psi_k) = psi_k^x / E_0[psi_k^U] is psi_k^(x - lowest) * null_sum /
  * sum[k] with the sums of hypergeometric_sums, without exp() or log() per
- * odds ratio; long supports are summed in log space.
+ * odds ratio.  Long supports, and sums that overflow or vanish, are summed
+ * in log space instead.
  */
 void
 canary_stats_sequential_add(CanarySequentialTest *test, int64 canary_events,

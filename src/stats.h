@@ -97,7 +97,7 @@ typedef struct CanarySequentialTest
 	int			count;			/* odds ratios in the mixture */
 	double		odds_ratio[CANARY_STATS_MAX_ODDS_RATIOS];
 	double		weight[CANARY_STATS_MAX_ODDS_RATIOS];	/* weights sum to 1 */
-	/* prod_j L_j of odds ratio k is likelihood[k] * 2^exponent[k] */
+	/* w_k prod_j L_j(psi_k) is likelihood[k] * 2^exponent[k] */
 	double		likelihood[CANARY_STATS_MAX_ODDS_RATIOS];
 	int64		exponent[CANARY_STATS_MAX_ODDS_RATIOS];
 	double		log_evidence;	/* log M after the last table */
@@ -114,10 +114,6 @@ typedef struct CanarySequentialTest
 extern void canary_stats_sequential_init(CanarySequentialTest *test,
 										 const double *odds_ratios,
 										 const double *weights, int count);
-extern double canary_stats_hypergeometric_log_mgf(int64 canary_requests,
-												  int64 baseline_requests,
-												  int64 events,
-												  double log_odds_ratio);
 extern void canary_stats_sequential_add(CanarySequentialTest *test,
 										int64 canary_events,
 										int64 canary_requests,
