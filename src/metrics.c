@@ -1873,27 +1873,28 @@ reader_merge(LogReader *reader)
 	{
 		bool		baseline_row = stream_has_row(baseline);
 		bool		canary_row = stream_has_row(canary);
-		LogStream  *first;
+		int			first;
+		TimestampTz timestamp;
 		TimestampTz bucket_end;
 
 		if (baseline_row && canary_row)
 			first = baseline->timestamps[baseline->next] <=
-				canary->timestamps[canary->next] ? baseline : canary;
+				canary->timestamps[canary->next] ? SIDE_BASELINE : SIDE_CANARY;
 		else if (baseline_row)
-			first = baseline;
+			first = SIDE_BASELINE;
 		else if (canary_row)
-			first = canary;
+			first = SIDE_CANARY;
 		else
 			break;
 
-		if (first->timestamps[first->next] <= e->judged_from ||
-			first->timestamps[first->next] > e->end)
+		timestamp = reader->streams[first].timestamps[reader->streams[first].next];
+		if (timestamp <= e->judged_from || timestamp > e->end)
 		{
-			reader_take(reader, first == baseline ? SIDE_BASELINE : SIDE_CANARY);
+			reader_take(reader, first);
 			continue;
 		}
 
-		bucket_end = reader_open_bucket(reader, first->timestamps[first->next]);
+		bucket_end = reader_open_bucket(reader, timestamp);
 		for (int side = SIDE_BASELINE; side <= SIDE_CANARY; side++)
 		{
 			LogStream  *stream = &reader->streams[side];

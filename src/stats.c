@@ -1450,8 +1450,9 @@ canary_stats_sequential_init(CanarySequentialTest *test,
 #define HYPERGEOMETRIC_SHORT_SUPPORT 64
 
 /*
- * A likelihood product is kept as a mantissa in this range times a power of
- * two, so that neither part overflows however many tables are added.
+ * A weighted likelihood product is kept as a mantissa in this range times a
+ * power of two, so that neither part overflows however many tables are
+ * added.
  */
 #define LIKELIHOOD_LOW 0x1p-256
 #define LIKELIHOOD_HIGH 0x1p256
@@ -1645,7 +1646,7 @@ canary_stats_sequential_add(CanarySequentialTest *test, int64 canary_events,
 	int64		total = canary_requests + baseline_requests;
 	double		null_sum;
 	double		sum[CANARY_STATS_MAX_ODDS_RATIOS];
-	double		power[CANARY_STATS_MAX_ODDS_RATIOS];
+	double		power_at[CANARY_STATS_MAX_ODDS_RATIOS];
 	int			k;
 
 	if (canary_requests == 0 || baseline_requests == 0)
@@ -1666,10 +1667,10 @@ canary_stats_sequential_add(CanarySequentialTest *test, int64 canary_events,
 
 	if (hypergeometric_sums(canary_requests, baseline_requests, events,
 							test->odds_ratio, test->count, canary_events,
-							&null_sum, sum, power))
+							&null_sum, sum, power_at))
 	{
 		for (k = 0; k < test->count; k++)
-			scale_likelihood(test, k, power[k] * (null_sum / sum[k]));
+			scale_likelihood(test, k, power_at[k] * (null_sum / sum[k]));
 	}
 	else
 	{
